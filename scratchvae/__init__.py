@@ -1,0 +1,26 @@
+"""scratchvae: variational autoencoders on a from-scratch autograd over NumPy and CuPy.
+
+``import scratchvae`` imports only NumPy and array-api-compat; CuPy, matplotlib and tqdm are
+imported where they are used.
+"""
+
+from . import functional
+from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .backend import (
+    BackendError,
+    get_backend,
+    get_default_dtype,
+    set_backend,
+    set_default_dtype,
+    to_numpy,
+)
+from .gradcheck import gradcheck
+from .random import Generator, manual_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
+    "set_backend", "get_backend", "set_default_dtype", "get_default_dtype", "to_numpy", "BackendError",
+    "manual_seed", "Generator", "gradcheck", "functional", "__version__",
+]

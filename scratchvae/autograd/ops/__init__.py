@@ -1,0 +1,25 @@
+"""Every differentiable op, one class per op (forward on arrays, backward on gradients), grouped by
+kind into short modules.  The public functions are re-exported as ``scratchvae.functional``."""
+
+from .arithmetic import add, div, mul, neg, pow, rpow, sub
+from .elementwise import (
+    abs, astype, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
+)
+from .linalg import matmul
+from .reduce import logsumexp, max, mean, min, sum
+from .select import clip, maximum, minimum, where
+from .shape import (
+    broadcast_to, concat, concatenate, expand_dims, flatten, getitem, permute, reshape, squeeze,
+    stack, transpose,
+)
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "rpow",
+    "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "tanh", "sigmoid", "relu", "softplus",
+    "log_sigmoid", "astype",
+    "matmul",
+    "sum", "mean", "max", "min", "logsumexp",
+    "where", "clip", "maximum", "minimum",
+    "reshape", "transpose", "permute", "broadcast_to", "getitem", "concatenate", "concat", "stack",
+    "expand_dims", "squeeze", "flatten",
+]

@@ -1,0 +1,110 @@
+"""Reductions: sum, mean, max and the stable logsumexp, over any axes, with or without keepdims."""
+
+from __future__ import annotations
+
+from ...backend import namespace
+from ..tensor import Function, Tensor
+from ._common import expand_reduced, normalize_axes
+
+
+class _Reduction(Function):
+    __slots__ = ("axis", "keepdims")
+
+    def __init__(self, axis=None, keepdims=False):
+        self.axis = axis
+        self.keepdims = keepdims
+
+
+class Sum(_Reduction):
+    """y = sum_i x_i over ``axis``;  the gradient broadcasts gy back over the summed axes."""
+
+    def forward(self, x):
+        self.axis = normalize_axes(self.axis, x.ndim)
+        self.saved = x.shape
+        return namespace(x).sum(x, axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        shape = self.saved
+        gy = expand_reduced(gy, shape, self.axis, self.keepdims)
+        return (namespace(gy).broadcast_to(gy, shape),)
+
+
+class Mean(_Reduction):
+    """y = (1/n) sum_i x_i over ``axis``;  dy/dx_i = 1/n."""
+
+    def forward(self, x):
+        self.axis = normalize_axes(self.axis, x.ndim)
+        self.saved = x.shape
+        return namespace(x).mean(x, axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        shape = self.saved
+        n = 1
+        for a in self.axis:
+            n *= shape[a]
+        gy = expand_reduced(gy, shape, self.axis, self.keepdims) / n
+        return (namespace(gy).broadcast_to(gy, shape),)
+
+
+class Max(_Reduction):
+    """y = max_i x_i over ``axis``;  the gradient goes to the maxima, split evenly between ties."""
+
+    def forward(self, x):
+        self.axis = normalize_axes(self.axis, x.ndim)
+        y = namespace(x).max(x, axis=self.axis, keepdims=True)
+        self.saved = (x, y)
+        return y if self.keepdims else namespace(x).reshape(
+            y, tuple(s for i, s in enumerate(x.shape) if i not in self.axis))
+
+    def backward(self, gy):
+        x, y = self.saved
+        xp = namespace(gy)
+        mask = xp.astype(x == y, gy.dtype)
+        count = xp.sum(mask, axis=self.axis, keepdims=True)
+        return (expand_reduced(gy, x.shape, self.axis, self.keepdims) * (mask / count),)
+
+
+class LogSumExp(_Reduction):
+    """y = log sum_i e^{x_i} = m + log sum_i e^{x_i - m} with m = max x;  dy/dx = softmax(x).
+
+    Shifting by the max means exp never overflows and at least one term is exp(0) = 1, so the log
+    never sees 0 (docs/autograd.md#stable-functions).
+    """
+
+    def forward(self, x):
+        xp = namespace(x)
+        self.axis = normalize_axes(self.axis, x.ndim)
+        m = xp.max(x, axis=self.axis, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0.0)  # all -inf (or an inf) along an axis: no shift
+        y = xp.log(xp.sum(xp.exp(x - m), axis=self.axis, keepdims=True)) + m
+        self.saved = (x, y)
+        return y if self.keepdims else xp.reshape(
+            y, tuple(s for i, s in enumerate(x.shape) if i not in self.axis))
+
+    def backward(self, gy):
+        x, y = self.saved
+        xp = namespace(gy)
+        return (expand_reduced(gy, x.shape, self.axis, self.keepdims) * xp.exp(x - y),)
+
+
+def sum(x, axis=None, keepdims=False) -> Tensor:
+    return Sum(axis, keepdims)(x)
+
+
+def mean(x, axis=None, keepdims=False) -> Tensor:
+    return Mean(axis, keepdims)(x)
+
+
+def max(x, axis=None, keepdims=False) -> Tensor:
+    return Max(axis, keepdims)(x)
+
+
+def min(x, axis=None, keepdims=False) -> Tensor:
+    from .arithmetic import neg
+
+    return neg(Max(axis, keepdims)(neg(x)))
+
+
+def logsumexp(x, axis=None, keepdims=False) -> Tensor:
+    """log(sum(exp(x), axis)) computed stably (no overflow for any finite x)."""
+    return LogSumExp(axis, keepdims)(x)

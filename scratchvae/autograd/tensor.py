@@ -1,0 +1,525 @@
+"""The Tensor, the Function every op derives from, and reverse-mode backward.
+
+A Tensor holds a backend array (``data``), an optional gradient (``grad``, a backend array of the
+same shape and dtype) and ``_ctx``, the Function that produced it.  A Function holds its input
+Tensors and whatever arrays its backward needs -- never its output -- so the graph is a DAG of
+strong references pointing from outputs to inputs and contains no reference cycles: dropping the
+loss frees the graph at once, without the cyclic garbage collector.  See docs/autograd.md.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..backend import (
+    backend_of,
+    device_of,
+    dtype_name,
+    get_backend,
+    get_default_dtype,
+    is_floating,
+    namespace,
+)
+
+__all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Grad mode (per thread, like torch.no_grad)
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    return _grad_mode.enabled
+
+
+class no_grad:
+    """Context manager (and decorator) in which ops record no graph. Thread-local."""
+
+    _enable = False
+
+    def __enter__(self):
+        self._prev = _grad_mode.enabled
+        _grad_mode.enabled = self._enable
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self._prev
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """Re-enable graph recording inside a ``no_grad`` block."""
+
+    _enable = True
+
+
+# --------------------------------------------------------------------------------------------------
+# Broadcasting: the one helper every op's backward uses
+
+def sum_to(g, shape):
+    """Sum a broadcast gradient ``g`` back down to ``shape`` (the adjoint of broadcast_to).
+
+    Leading axes that broadcasting added are summed away; axes where ``shape`` has size 1 are summed
+    with keepdims.  docs/autograd.md#broadcasting.
+    """
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
+    )
+    xp = namespace(g)
+    g = xp.sum(g, axis=axes, keepdims=True)
+    return xp.reshape(g, shape) if g.shape != shape else g
+
+
+# --------------------------------------------------------------------------------------------------
+# Function: one op = forward on arrays + backward on gradients
+
+class Function:
+    """Base class of every op.
+
+    Subclasses implement ``forward(*arrays) -> array`` and ``backward(gy) -> tuple of gradients``
+    (one per input, ``None`` where ``self.needs[i]`` is False).  ``self.saved`` holds what backward
+    needs; ``self.needs`` says which inputs want a gradient, so backward can skip the others.
+    Call an op with ``Op(**params)(*tensors)``, or through its function in ``scratchvae.functional``.
+    """
+
+    __slots__ = ("inputs", "saved", "needs")
+
+    def forward(self, *xs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, gy):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+    def __call__(self, *inputs: "Tensor") -> "Tensor":
+        xs = [t.data for t in inputs]
+        if len(xs) > 1:
+            _check_same_device(self, xs)
+        if _grad_mode.enabled:
+            needs = tuple([t.requires_grad for t in inputs])
+            record = True in needs
+        else:
+            needs = (False,) * len(xs)
+            record = False
+        self.needs = needs
+        try:
+            y = self.forward(*xs)
+        except (ValueError, TypeError, IndexError) as e:
+            raise type(e)(
+                f"{self.name}: {e} (input shapes {', '.join(str(tuple(x.shape)) for x in xs)})"
+            ) from e
+        if isinstance(y, np.generic):  # NumPy reductions to 0-d return scalars, not arrays
+            y = np.asarray(y)
+        out = Tensor.__new__(Tensor)
+        out.data = y
+        out.grad = None
+        if record:
+            self.inputs = inputs
+            out.requires_grad = True
+            out._ctx = self
+        else:
+            out.requires_grad = False
+            out._ctx = None
+        return out
+
+    def release(self):
+        """Drop the inputs and saved arrays after backward (unless retain_graph)."""
+        self.inputs = None
+        self.saved = None
+
+
+def _check_same_device(op, xs):
+    """Refuse to combine arrays of two libraries or two devices -- never convert silently."""
+    t0 = type(xs[0])
+    for x in xs[1:]:
+        if type(x) is not t0:
+            break
+    else:
+        if t0 is np.ndarray:
+            return
+        d0 = xs[0].device
+        if all(x.device == d0 for x in xs[1:]):
+            return
+    devices = ", ".join(device_of(x) for x in xs)
+    raise ValueError(
+        f"{op.name}: inputs live on different backends/devices ({devices}); move them to one "
+        "explicitly with Tensor.to(...) or scratchvae.tensor(...) -- nothing is converted implicitly"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Tensor
+
+class Tensor:
+    """An array of a backend plus what reverse mode needs: ``requires_grad``, ``grad``, and the op
+    that produced it.  Arithmetic operators build the graph; comparisons return plain arrays."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    __array_ufunc__ = None  # numpy_array + tensor defers to Tensor.__radd__ instead of looping
+    __hash__ = object.__hash__  # == is elementwise (returns an array), identity hashing stays
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        t = tensor(data, requires_grad=requires_grad, dtype=dtype)
+        self.data, self.grad, self.requires_grad, self._ctx = t.data, None, t.requires_grad, None
+
+    # -- properties users know from NumPy / PyTorch ----------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        n = 1
+        for s in self.data.shape:
+            n *= s
+        return n
+
+    @property
+    def T(self):
+        return _ops.transpose(self)
+
+    @property
+    def device(self):
+        return device_of(self.data)
+
+    @property
+    def backend(self):
+        return backend_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    def __len__(self):
+        return self.data.shape[0]
+
+    def __repr__(self):
+        extra = ""
+        if self._ctx is not None:
+            extra = f", grad_fn={type(self._ctx).__name__}"
+        elif self.requires_grad:
+            extra = ", requires_grad=True"
+        body = np.array2string(self.numpy(), separator=", ", threshold=20, edgeitems=2)
+        return f"tensor({body}, dtype={dtype_name(self.dtype)}, device={self.device}{extra})"
+
+    # -- conversions ---------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The data as a host NumPy array: an explicit copy for device data, the array itself for NumPy."""
+        return backend_of(self.data).to_numpy(self.data)
+
+    def item(self) -> float:
+        if self.size != 1:
+            raise ValueError(f"item: only a tensor of one element converts to a Python number, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph (no copy)."""
+        out = Tensor.__new__(Tensor)
+        out.data, out.grad, out.requires_grad, out._ctx = self.data, None, False, None
+        return out
+
+    def requires_grad_(self, flag=True) -> "Tensor":
+        if flag and not is_floating(self.dtype):
+            raise ValueError(f"requires_grad: only floating tensors can require gradients, got {dtype_name(self.dtype)}")
+        self.requires_grad = flag
+        return self
+
+    def to(self, backend=None, dtype=None) -> "Tensor":
+        """Copy to another backend ("numpy" | "cupy" | Backend) and/or dtype. Differentiable in dtype only."""
+        out = self
+        if backend is not None:
+            from ..backend import Backend, _make
+
+            target = backend if isinstance(backend, Backend) else _make(backend)
+            src = backend_of(self.data)
+            if target is not src:
+                data = target.from_numpy(src.to_numpy(self.data))
+                out = Tensor.__new__(Tensor)
+                out.data, out.grad, out.requires_grad, out._ctx = data, None, self.requires_grad, None
+        if dtype is not None:
+            out = _ops.astype(out, dtype)
+        return out
+
+    def astype(self, dtype) -> "Tensor":
+        return _ops.astype(self, dtype)
+
+    # -- reverse mode --------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (times ``grad`` for non-scalars).
+
+        Visits each node once, in reverse topological order found without recursion, so chains of
+        any length work; gradients of tensors used several times are summed before they flow on.
+        The graph is released afterwards unless ``retain_graph=True``.  docs/autograd.md#backward.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no graph; create the leaves with "
+                "requires_grad=True (and not under no_grad) before computing it"
+            )
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward: the output has shape {self.shape}; backward() without a gradient is only "
+                    "defined for a single-element output -- reduce it first (e.g. loss.sum()) or pass "
+                    "grad= with the output's shape"
+                )
+            grad = namespace(self.data).ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else grad
+            if tuple(grad.shape) != self.shape:
+                raise ValueError(f"backward: grad has shape {tuple(grad.shape)} but the output has shape {self.shape}")
+
+        if self._ctx is None:  # a leaf: d self / d self
+            _accumulate_leaf(self, grad)
+            return
+
+        order = _topological_order(self)
+        grads = {id(self): grad}
+        for t in reversed(order):
+            ctx = t._ctx
+            gy = grads.pop(id(t), None)
+            if gy is None:  # no path from the output reaches t with a gradient
+                continue
+            gxs = ctx.backward(gy)
+            for x, gx, need in zip(ctx.inputs, gxs, ctx.needs):
+                if not need or gx is None:
+                    continue
+                if x._ctx is None:
+                    _accumulate_leaf(x, gx)
+                else:
+                    key = id(x)
+                    prev = grads.get(key)
+                    grads[key] = gx if prev is None else prev + gx
+        if not retain_graph:
+            for t in order:
+                t._ctx.release()
+
+    # -- arithmetic operators (defined here, not patched in) -------------------------------------
+    def __add__(self, other):
+        return _ops.add(self, other)
+
+    def __radd__(self, other):
+        return _ops.add(other, self)
+
+    def __sub__(self, other):
+        return _ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops.sub(other, self)
+
+    def __mul__(self, other):
+        return _ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops.div(other, self)
+
+    def __neg__(self):
+        return _ops.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __pow__(self, exponent):
+        return _ops.pow(self, exponent)
+
+    def __rpow__(self, base):
+        return _ops.rpow(self, base)
+
+    def __matmul__(self, other):
+        return _ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops.matmul(other, self)
+
+    def __getitem__(self, index):
+        return _ops.getitem(self, index)
+
+    # comparisons return plain backend arrays (masks), never Tensors
+    def __lt__(self, other):
+        return self.data < _raw(other)
+
+    def __le__(self, other):
+        return self.data <= _raw(other)
+
+    def __gt__(self, other):
+        return self.data > _raw(other)
+
+    def __ge__(self, other):
+        return self.data >= _raw(other)
+
+    def __eq__(self, other):
+        return self.data == _raw(other)
+
+    def __ne__(self, other):
+        return self.data != _raw(other)
+
+    # -- methods mirroring scratchvae.functional -------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return _ops.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _ops.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return _ops.max(self, axis, keepdims)
+
+    def logsumexp(self, axis=None, keepdims=False):
+        return _ops.logsumexp(self, axis, keepdims)
+
+    def exp(self):
+        return _ops.exp(self)
+
+    def log(self):
+        return _ops.log(self)
+
+    def log1p(self):
+        return _ops.log1p(self)
+
+    def expm1(self):
+        return _ops.expm1(self)
+
+    def sqrt(self):
+        return _ops.sqrt(self)
+
+    def tanh(self):
+        return _ops.tanh(self)
+
+    def sigmoid(self):
+        return _ops.sigmoid(self)
+
+    def relu(self):
+        return _ops.relu(self)
+
+    def softplus(self):
+        return _ops.softplus(self)
+
+    def abs(self):
+        return _ops.abs(self)
+
+    def square(self):
+        return _ops.square(self)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _ops.reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _ops.transpose(self, axes or None)
+
+    def permute(self, *axes):
+        return self.transpose(*axes)
+
+    def broadcast_to(self, shape):
+        return _ops.broadcast_to(self, shape)
+
+    def clip(self, min=None, max=None):
+        return _ops.clip(self, min, max)
+
+
+def _raw(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _accumulate_leaf(x: Tensor, g):
+    if g.dtype != x.data.dtype:  # an input promoted to a wider dtype inside the graph
+        g = namespace(g).astype(g, x.data.dtype)
+    # Out of place: `g` may be shared with another leaf's grad (add passes gy to both inputs).
+    x.grad = g if x.grad is None else x.grad + g
+
+
+def _topological_order(root: Tensor):
+    """Non-leaf tensors reachable from ``root``, inputs before outputs (iterative DFS, O(nodes + edges))."""
+    order = []
+    seen = set()
+    stack = [(root, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        ctx = t._ctx
+        if ctx.inputs is None:
+            raise RuntimeError(
+                f"backward: the graph through a tensor produced by {type(ctx).__name__} was already freed "
+                "by an earlier backward(); pass retain_graph=True to the first backward() to "
+                "backpropagate through it twice"
+            )
+        stack.append((t, True))
+        for p, need in zip(ctx.inputs, ctx.needs):
+            if need and p._ctx is not None and id(p) not in seen:
+                stack.append((p, False))
+    return order
+
+
+# --------------------------------------------------------------------------------------------------
+# Creation
+
+def tensor(data, requires_grad=False, dtype=None) -> Tensor:
+    """A leaf Tensor from Python numbers, lists, NumPy or backend arrays (like ``torch.tensor``).
+
+    Python data and NumPy arrays are placed on the current backend (host -> device); arrays that
+    already live on a backend stay there.  Python floats take the default dtype; arrays keep theirs
+    unless ``dtype`` is given.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, (np.ndarray, list, tuple, int, float, bool, np.generic)):
+        host = np.asarray(data)
+        if dtype is None and host.dtype.kind == "f" and not isinstance(data, (np.ndarray, np.generic)):
+            dtype = get_default_dtype()
+        arr = get_backend().from_numpy(host, dtype)
+    else:
+        arr = data
+        if dtype is not None and dtype_name(arr.dtype) != dtype_name(dtype):
+            xp = namespace(arr)
+            arr = xp.astype(arr, getattr(xp, dtype_name(dtype)))
+    out = Tensor.__new__(Tensor)
+    out.data, out.grad, out._ctx, out.requires_grad = arr, None, None, False
+    if requires_grad:
+        out.requires_grad_(True)
+    return out
+
+
+from . import ops as _ops  # noqa: E402  (ops import Tensor and Function from this module)
