@@ -189,7 +189,13 @@ def _make(name, device=None):
             f"scratchvae: unknown backend {name!r}; choose one of {sorted(_FACTORIES)} "
             "(via scratchvae.set_backend or the SCRATCHVAE_BACKEND environment variable)"
         )
-    key = (name, None if device is None else str(device))
+    if name == "array_api_strict" and isinstance(device, str | None):
+        try:
+            import array_api_strict
+        except ImportError:
+            return StrictBackend()  # raises BackendError with the install hint
+        device = array_api_strict.Device(device or "device1")
+    key = (name, None if device is None else repr(device))
     if key not in _cache:
         _cache[key] = _FACTORIES[name]() if device is None else _FACTORIES[name](device)
     return _cache[key]

@@ -83,10 +83,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elementwise=256, n
             excess = np.abs(g - numeric) - (atol + rtol * np.abs(numeric))
             if not np.all(np.isfinite(g)) or np.any(excess > 0):
                 bad = np.where(np.isfinite(g), excess, np.inf)
-                k = np.unravel_index(int(np.argmax(bad)), x0.shape) if x0.ndim else ()
+                k = tuple(int(j) for j in np.unravel_index(int(np.argmax(bad)), x0.shape)) if x0.ndim else ()
                 raise AssertionError(
                     f"gradcheck: the gradient of input {i} (shape {x0.shape}) is wrong at element {k}: "
-                    f"analytic {g[k]!r}, numeric {numeric[k]!r} (|difference| {abs(g[k] - numeric[k]):.3g} "
+                    f"analytic {float(g[k])!r}, numeric {float(numeric[k])!r} "
+                    f"(|difference| {abs(g[k] - numeric[k]):.3g} "
                     f"> atol + rtol * |numeric| = {atol + rtol * abs(numeric[k]):.3g})"
                 )
         else:
@@ -97,7 +98,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elementwise=256, n
                 if not np.isfinite(exact) or abs(exact - numeric) > atol * np.sqrt(x0.size) + rtol * abs(numeric):
                     raise AssertionError(
                         f"gradcheck: the gradient of input {i} (shape {x0.shape}) is wrong along random direction "
-                        f"{d}: analytic directional derivative {exact!r}, numeric {numeric!r} "
+                        f"{d}: analytic directional derivative {exact!r}, numeric {float(numeric)!r} "
                         f"(|difference| {abs(exact - numeric):.3g})"
                     )
     return True

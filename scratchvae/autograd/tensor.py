@@ -115,7 +115,7 @@ class Function:
 
     def __call__(self, *inputs: "Tensor") -> "Tensor":
         xs = [t.data for t in inputs]
-        if len(xs) > 1:
+        if len(xs) > 1 and not (type(xs[0]) is np.ndarray and type(xs[1]) is np.ndarray and len(xs) == 2):
             _check_same_device(self, xs)
         if _grad_mode.enabled:
             needs = tuple([t.requires_grad for t in inputs])
@@ -460,8 +460,9 @@ def _raw(x):
 
 
 def _accumulate_leaf(x: Tensor, g):
-    if g.dtype != x.data.dtype:  # an input promoted to a wider dtype inside the graph
-        g = namespace(g).astype(g, x.data.dtype)
+    dt = x.data.dtype
+    if g.dtype is not dt and g.dtype != dt:  # an input promoted to a wider dtype inside the graph
+        g = namespace(g).astype(g, dt)
     # Out of place: `g` may be shared with another leaf's grad (add passes gy to both inputs).
     x.grad = g if x.grad is None else x.grad + g
 

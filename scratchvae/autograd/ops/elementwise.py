@@ -105,9 +105,9 @@ class Tanh(Function):
 
 
 def _sigmoid(xp, x):
-    # exp(-|x|) never overflows; pick the algebraically equal form that has no cancellation.
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    # exp(min(x, 0)) / (1 + exp(-|x|)) is 1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x) for x < 0:
+    # neither exponent is ever positive, so nothing overflows, and no branch (where) is needed.
+    return xp.exp(xp.minimum(x, 0.0)) / (1.0 + xp.exp(-xp.abs(x)))
 
 
 class Sigmoid(Function):
@@ -132,7 +132,9 @@ class ReLU(Function):
         return y
 
     def backward(self, gy):
-        return (namespace(gy).where(self.saved > 0, gy, 0.0),)
+        xp = namespace(gy)
+        # multiply by the 0/1 mask: as exact as where() and several times faster in NumPy
+        return (gy * xp.astype(self.saved > 0, gy.dtype),)
 
 
 class Softplus(Function):

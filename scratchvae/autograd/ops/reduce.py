@@ -68,7 +68,8 @@ class LogSumExp(_Reduction):
     """y = log sum_i e^{x_i} = m + log sum_i e^{x_i - m} with m = max x;  dy/dx = softmax(x).
 
     Shifting by the max means exp never overflows and at least one term is exp(0) = 1, so the log
-    never sees 0 (docs/autograd.md#stable-functions).
+    never sees 0 (docs/autograd.md#stable-functions).  Backward forms the softmax as
+    e^{x - m} / s from the same m, which is exact near the max even where y itself is large.
     """
 
     def forward(self, x):
@@ -76,15 +77,16 @@ class LogSumExp(_Reduction):
         self.axis = normalize_axes(self.axis, x.ndim)
         m = xp.max(x, axis=self.axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0.0)  # all -inf (or an inf) along an axis: no shift
-        y = xp.log(xp.sum(xp.exp(x - m), axis=self.axis, keepdims=True)) + m
-        self.saved = (x, y)
+        s = xp.sum(xp.exp(x - m), axis=self.axis, keepdims=True)
+        self.saved = (x, m, s)
+        y = xp.log(s) + m
         return y if self.keepdims else xp.reshape(
-            y, tuple(s for i, s in enumerate(x.shape) if i not in self.axis))
+            y, tuple(n for i, n in enumerate(x.shape) if i not in self.axis))
 
     def backward(self, gy):
-        x, y = self.saved
+        x, m, s = self.saved
         xp = namespace(gy)
-        return (expand_reduced(gy, x.shape, self.axis, self.keepdims) * xp.exp(x - y),)
+        return (expand_reduced(gy, x.shape, self.axis, self.keepdims) * (xp.exp(x - m) / s),)
 
 
 def sum(x, axis=None, keepdims=False) -> Tensor:

@@ -46,7 +46,8 @@ class Clip(Function):
             inside = x >= self.lo
         else:
             inside = (x >= self.lo) & (x <= self.hi)
-        return (namespace(gy).where(inside, gy, 0.0),)
+        xp = namespace(gy)
+        return (gy * xp.astype(inside, gy.dtype),)
 
 
 class Maximum(Function):

@@ -85,7 +85,11 @@ class GetItem(Function):
         xp = namespace(gy)
         gx = xp.zeros(self.saved, dtype=gy.dtype, device=getattr(gy, "device", None))
         if _is_basic(self.index):
-            gx[self.index] = gy
+            index = self.index
+            if None in index:  # setitem takes no newaxis: drop it and the size-1 axes it made
+                index = tuple(i for i in index if i is not None)
+                gy = xp.reshape(gy, gx[index].shape)
+            gx[index] = gy
             return (gx,)
         # Integer-array indices may repeat an element, whose gradients must add up.
         return (backend_of(gy).scatter_add(gx, self.index, gy),)
@@ -127,7 +131,7 @@ class Concat(Function):
         out, start = [], 0
         lead = (slice(None),) * self.axis
         for n, need in zip(self.saved, self.needs):
-            out.append(gy[lead + (slice(start, start + n),)] if need else None)
+            out.append(gy[lead + (slice(start, start + n), Ellipsis)] if need else None)
             start += n
         return tuple(out)
 
@@ -146,7 +150,7 @@ class Stack(Function):
 
     def backward(self, gy):
         lead = (slice(None),) * self.axis
-        return tuple(gy[lead + (i,)] if need else None for i, need in enumerate(self.needs))
+        return tuple(gy[lead + (i, Ellipsis)] if need else None for i, need in enumerate(self.needs))
 
 
 def reshape(x, shape) -> Tensor:
@@ -185,6 +189,10 @@ def _device_index(index, like):
 def getitem(x, index) -> Tensor:
     """x[index] for basic slicing (ints, slices, None, ...) and integer-array (gather) indexing."""
     if _is_basic(index):
+        # NumPy fills missing trailing axes implicitly; the Array API asks for an explicit "...".
+        items = index if isinstance(index, tuple) else (index,)
+        if Ellipsis not in items:
+            index = items + (Ellipsis,)
         return GetItem(index)(x)
     index = _device_index(index, x.data)
     if not isinstance(index, tuple) and getattr(index, "ndim", 0) == 1 and "int" in str(index.dtype):

@@ -1,0 +1,96 @@
+"""Shared fixtures: every engine test runs on NumPy, on array-api-strict's non-CPU device (the
+stand-in that refuses implicit host conversion and device mixing the way CuPy does), and on CuPy
+where a GPU is present.
+
+Hypothesis profiles: ``ci`` (default: few examples, no deadline -- shared 2-core machines are
+noisy) and ``thorough`` (HYPOTHESIS_PROFILE=thorough for local runs).
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import scratchvae as sv
+from scratchvae import backend as B
+
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _cupy_skip_reason():
+    try:
+        B.CupyBackend()
+    except B.BackendError as e:
+        return str(e)
+    return None
+
+
+_CUPY_REASON = _cupy_skip_reason()
+
+BACKENDS = [
+    pytest.param("numpy", id="numpy"),
+    pytest.param("array_api_strict", id="strict-device1"),
+    pytest.param(
+        "cupy",
+        id="cupy",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(_CUPY_REASON is not None, reason=f"no GPU: {_CUPY_REASON}")],
+    ),
+]
+
+
+class BackendHelper:
+    """What a test needs to run on one backend: make tensors from NumPy data, read them back."""
+
+    def __init__(self, name):
+        self.name = name
+        self.backend = B.set_backend(name)
+        self.xp = self.backend.xp
+
+    def tensor(self, a, requires_grad=False, dtype=None):
+        a = np.asarray(a)
+        if dtype is None and a.dtype.kind == "f":
+            dtype = a.dtype.name
+        return sv.tensor(self.backend.from_numpy(a, dtype), requires_grad=requires_grad)
+
+    def array(self, a, dtype=None):
+        return self.backend.from_numpy(np.asarray(a), dtype)
+
+    def numpy(self, x):
+        return sv.to_numpy(x)
+
+    def __repr__(self):
+        return f"BackendHelper({self.name!r})"
+
+
+@pytest.fixture(params=BACKENDS)
+def bk(request):
+    """The backend under test; resets the global backend and dtype afterwards."""
+    prev_backend, prev_dtype = B._state["backend"], B.get_default_dtype()
+    helper = BackendHelper(request.param)
+    try:
+        yield helper
+    finally:
+        B._state["backend"] = prev_backend
+        B.set_default_dtype(prev_dtype)
+
+
+@pytest.fixture
+def float64():
+    """Run a test with float64 as the default dtype (gradient and identity checks)."""
+    prev = B.get_default_dtype()
+    B.set_default_dtype("float64")
+    try:
+        yield
+    finally:
+        B.set_default_dtype(prev)

@@ -1,0 +1,62 @@
+"""Stable ops stay finite and accurate at extreme inputs (float32 at +-1e4), gradients included."""
+
+import numpy as np
+import pytest
+
+import scratchvae.functional as F
+
+EXTREMES = np.array([-1e4, -100.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 100.0, 1e4], dtype=np.float32)
+
+
+def exact_softplus(x):
+    """log(1 + e^x) in float64 from the two overflow-free branches (independent of the engine)."""
+    x = x.astype(np.float64)
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def exact_sigmoid(x):
+    x = x.astype(np.float64)
+    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+
+
+@pytest.mark.filterwarnings("error")  # an overflow RuntimeWarning is a failure
+def test_softplus_and_log_sigmoid_extremes(bk):
+    x = bk.tensor(EXTREMES, requires_grad=True)
+    sp = F.softplus(x)
+    ls = F.log_sigmoid(x)
+    np.testing.assert_allclose(bk.numpy(sp), exact_softplus(EXTREMES), rtol=2e-7, atol=1e-30)
+    np.testing.assert_allclose(bk.numpy(ls), -exact_softplus(-EXTREMES), rtol=2e-7, atol=1e-30)
+    (sp.sum() + ls.sum()).backward()
+    g = bk.numpy(x.grad)
+    assert np.all(np.isfinite(g))
+    # d softplus = sigmoid(x), d log_sigmoid = sigmoid(-x): together exactly 1 at every input
+    np.testing.assert_allclose(g, np.ones_like(g), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("error")
+def test_sigmoid_extremes(bk):
+    x = bk.tensor(EXTREMES, requires_grad=True)
+    s = F.sigmoid(x)
+    # atol covers float32 subnormals (sigmoid(-100) ~ 3.7e-44 has only a few significant bits)
+    np.testing.assert_allclose(bk.numpy(s), exact_sigmoid(EXTREMES), rtol=2e-7, atol=1e-42)
+    s.sum().backward()
+    assert np.all(np.isfinite(bk.numpy(x.grad)))
+
+
+@pytest.mark.filterwarnings("error")
+def test_logsumexp_extremes(bk):
+    a = np.array([[1e4, 1e4 - 1.0, -1e4], [-1e4, -1e4, -1e4], [0.0, -np.inf, -np.inf]], dtype=np.float32)
+    x = bk.tensor(a, requires_grad=True)
+    y = F.logsumexp(x, axis=1)
+    expected = np.array([1e4 + np.log1p(np.exp(-1.0)), -1e4 + np.log(3.0), 0.0])
+    np.testing.assert_allclose(bk.numpy(y), expected, rtol=1e-7)
+    y.sum().backward()
+    g = bk.numpy(x.grad)
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g.sum(axis=1), 1.0, rtol=1e-6)  # softmax rows sum to one
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")  # log(0) = -inf is the right answer here
+def test_logsumexp_all_minus_infinity_row_is_minus_infinity(bk):
+    x = bk.tensor(np.full((1, 3), -np.inf, dtype=np.float32))
+    assert bk.numpy(F.logsumexp(x, axis=1))[0] == -np.inf
