@@ -44,7 +44,12 @@ BACKENDS = [
     pytest.param(
         "cupy",
         id="cupy",
-        marks=[pytest.mark.gpu, pytest.mark.skipif(_CUPY_REASON is not None, reason=f"no GPU: {_CUPY_REASON}")],
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(
+                _CUPY_REASON is not None, reason=f"no GPU: {(_CUPY_REASON or '').split(' (')[0].split('. ')[0]}"
+            ),
+        ],
     ),
 ]
 

@@ -5,7 +5,7 @@ from .arithmetic import add, div, mul, neg, pow, rpow, sub
 from .elementwise import (
     abs, astype, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
 )
-from .linalg import matmul
+from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, tril
 from .reduce import logsumexp, max, mean, min, sum
 from .select import clip, maximum, minimum, where
 from .shape import (
@@ -17,7 +17,7 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "rpow",
     "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "tanh", "sigmoid", "relu", "softplus",
     "log_sigmoid", "astype",
-    "matmul",
+    "matmul", "cholesky", "solve", "diagonal", "tril", "logdet_spd",
     "sum", "mean", "max", "min", "logsumexp",
     "where", "clip", "maximum", "minimum",
     "reshape", "transpose", "permute", "broadcast_to", "getitem", "concatenate", "concat", "stack",

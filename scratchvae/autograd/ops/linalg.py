@@ -56,3 +56,115 @@ def matmul(a, b) -> Tensor:
     if not isinstance(a, Tensor):
         a = as_tensor(a, b)
     return MatMul()(a, as_tensor(b, a))
+
+
+def _mT(xp, a):
+    return a.T if a.ndim == 2 else xp.matrix_transpose(a)
+
+
+def _symmetrize(xp, a):
+    return 0.5 * (a + _mT(xp, a))
+
+
+class Cholesky(Function):
+    """L = chol(A) for symmetric positive definite A (lower triangular, A = L L^T).
+
+    Backward (Murray 2016, eq. 10): with Phi(X) = tril(X) with its diagonal halved,
+    dA = sym(L^-T Phi(L^T dL) L^-1).  docs/autograd.md#matrix-functions.
+    """
+
+    def forward(self, a):
+        xp = namespace(a)
+        try:
+            L = xp.linalg.cholesky(a)
+        except Exception as e:  # numpy LinAlgError, cupy returns NaNs instead (checked below)
+            raise ValueError(f"the matrix is not positive definite ({e})") from e
+        self.saved = L
+        return L
+
+    def backward(self, gL):
+        xp = namespace(gL)
+        L = self.saved
+        n = L.shape[-1]
+        P = xp.tril(_mT(xp, L) @ gL)
+        P = P - 0.5 * P * xp.eye(n, dtype=L.dtype, device=getattr(L, "device", None))
+        # S = L^-T P L^-1, by two solves instead of an inverse
+        S = xp.linalg.solve(_mT(xp, L), P)
+        S = _mT(xp, xp.linalg.solve(_mT(xp, L), _mT(xp, S)))
+        return (_symmetrize(xp, S),)
+
+
+class Solve(Function):
+    """X = A^-1 B (B of shape (..., n, k));  dB = A^-T dX,  dA = -dB X^T."""
+
+    def forward(self, a, b):
+        if b.ndim < 2:
+            raise ValueError(f"solve needs B of shape (..., n, k), got {tuple(b.shape)}; use b[:, None] for a vector")
+        x = namespace(a).linalg.solve(a, b)
+        self.saved = (a, x)
+        return x
+
+    def backward(self, gx):
+        xp = namespace(gx)
+        a, x = self.saved
+        gb = xp.linalg.solve(_mT(xp, a), gx)
+        ga = -gb @ _mT(xp, x)
+        return (sum_to(ga, self.inputs[0].data.shape) if self.needs[0] else None,
+                sum_to(gb, self.inputs[1].data.shape) if self.needs[1] else None)
+
+
+class Diagonal(Function):
+    """d = diag(A) over the last two axes;  dA = dd placed on the diagonal."""
+
+    def forward(self, a):
+        self.saved = a.shape[-1]
+        return namespace(a).linalg.diagonal(a)
+
+    def backward(self, gd):
+        xp = namespace(gd)
+        n = self.saved
+        eye = xp.eye(n, dtype=gd.dtype, device=getattr(gd, "device", None))
+        return (gd[..., None] * eye,)
+
+
+class Tril(Function):
+    """Lower triangle (k-th diagonal and below);  the gradient is the lower triangle of dY."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k=0):
+        self.k = k
+
+    def forward(self, a):
+        return namespace(a).tril(a, k=self.k)
+
+    def backward(self, gy):
+        return (namespace(gy).tril(gy, k=self.k),)
+
+
+def cholesky(a) -> Tensor:
+    """Lower Cholesky factor L of a symmetric positive definite matrix (A = L L^T)."""
+    return Cholesky()(a)
+
+
+def solve(a, b) -> Tensor:
+    """X with A X = B."""
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, b)
+    return Solve()(a, as_tensor(b, a))
+
+
+def diagonal(a) -> Tensor:
+    return Diagonal()(a)
+
+
+def tril(a, k=0) -> Tensor:
+    return Tril(k)(a)
+
+
+def logdet_spd(a) -> Tensor:
+    """log det A for symmetric positive definite A, as 2 sum log diag(chol(A))."""
+    from .elementwise import log
+    from .reduce import sum
+
+    return 2.0 * sum(log(diagonal(cholesky(a))), axis=-1)
