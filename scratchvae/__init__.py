@@ -15,6 +15,7 @@ from .backend import (
     to_numpy,
 )
 from .gradcheck import gradcheck
+from .profiler import profile
 from .random import Generator, manual_seed
 
 __version__ = "0.1.0"
@@ -22,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
     "set_backend", "get_backend", "set_default_dtype", "get_default_dtype", "to_numpy", "BackendError",
-    "manual_seed", "Generator", "gradcheck", "functional", "__version__",
+    "manual_seed", "Generator", "gradcheck", "profile", "functional", "__version__",
 ]

@@ -23,7 +23,26 @@ from ..backend import (
     namespace,
 )
 
-__all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to"]
+__all__ = [
+    "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to",
+    "add_observer", "remove_observer",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Observers: the one hook for tools that watch every op (scratchvae.profile, detect_anomaly).
+# Each has start(fn, phase), forward(fn, xs, y) and backward(fn, gy, gxs).  With none registered
+# the hot path pays one truth test of an empty list per op.
+
+_observers: list = []
+
+
+def add_observer(observer) -> None:
+    _observers.append(observer)
+
+
+def remove_observer(observer) -> None:
+    _observers.remove(observer)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,6 +143,9 @@ class Function:
             needs = (False,) * len(xs)
             record = False
         self.needs = needs
+        if _observers:
+            for o in _observers:
+                o.start(self, "forward")
         try:
             y = self.forward(*xs)
         except (ValueError, TypeError, IndexError) as e:
@@ -132,6 +154,9 @@ class Function:
             ) from e
         if isinstance(y, np.generic):  # NumPy reductions to 0-d return scalars, not arrays
             y = np.asarray(y)
+        if _observers:
+            for o in _observers:
+                o.forward(self, xs, y)
         out = Tensor.__new__(Tensor)
         out.data = y
         out.grad = None
@@ -310,7 +335,14 @@ class Tensor:
             gy = grads.pop(id(t), None)
             if gy is None:  # no path from the output reaches t with a gradient
                 continue
-            gxs = ctx.backward(gy)
+            if _observers:
+                for o in _observers:
+                    o.start(ctx, "backward")
+                gxs = ctx.backward(gy)
+                for o in _observers:
+                    o.backward(ctx, gy, gxs)
+            else:
+                gxs = ctx.backward(gy)
             for x, gx, need in zip(ctx.inputs, gxs, ctx.needs):
                 if not need or gx is None:
                     continue
