@@ -38,7 +38,7 @@ class Profile:
 
     # -- observer protocol (called by the engine for every op) --
     def start(self, fn, phase):
-        if self.sync and fn.inputs is not None and phase == "backward":
+        if self.sync and phase == "backward" and fn.inputs is not None:
             _synchronize([t.data for t in fn.inputs])
         self._t0 = time.perf_counter()
 
