@@ -4,7 +4,7 @@
 imported where they are used.
 """
 
-from . import functional
+from . import checkpoint, functional, nn, optim
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import (
     BackendError,
@@ -14,6 +14,7 @@ from .backend import (
     set_default_dtype,
     to_numpy,
 )
+from .checkpoint import load, save
 from .gradcheck import gradcheck
 from .profiler import profile
 from .random import Generator, manual_seed
@@ -24,4 +25,5 @@ __all__ = [
     "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
     "set_backend", "get_backend", "set_default_dtype", "get_default_dtype", "to_numpy", "BackendError",
     "manual_seed", "Generator", "gradcheck", "profile", "functional", "__version__",
+    "nn", "optim", "checkpoint", "save", "load",
 ]

@@ -1,0 +1,13 @@
+"""Layers and models: Module, Parameter, Linear, MLP, activations, initialisers (docs/nn.md)."""
+
+from . import functional, init
+from .activation import Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .linear import Linear
+from .mlp import MLP
+from .module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
+
+__all__ = [
+    "Module", "Parameter", "Sequential", "ModuleList", "IncompatibleKeys",
+    "Linear", "MLP", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softplus",
+    "functional", "init",
+]
