@@ -4,7 +4,7 @@
 imported where they are used.
 """
 
-from . import checkpoint, functional, nn, optim
+from . import anomaly, checkpoint, distributions, functional, nn, optim
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import (
     BackendError,
@@ -15,6 +15,8 @@ from .backend import (
     to_numpy,
 )
 from .checkpoint import load, save
+from .distributions import Bernoulli, Categorical, Independent, Normal, kl_divergence, register_kl
+from .elbo import ELBO, iwae_bound, log_likelihood
 from .gradcheck import gradcheck
 from .profiler import profile
 from .random import Generator, manual_seed
@@ -26,4 +28,6 @@ __all__ = [
     "set_backend", "get_backend", "set_default_dtype", "get_default_dtype", "to_numpy", "BackendError",
     "manual_seed", "Generator", "gradcheck", "profile", "functional", "__version__",
     "nn", "optim", "checkpoint", "save", "load",
+    "distributions", "Normal", "Bernoulli", "Categorical", "Independent", "kl_divergence", "register_kl",
+    "ELBO", "iwae_bound", "log_likelihood", "anomaly",
 ]

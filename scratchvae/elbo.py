@@ -1,0 +1,250 @@
+"""The evidence lower bound and its relatives, for any encoder/decoder pair (docs/elbo.md).
+
+``encode(x)`` returns q(z|x): one distribution per example, batch_shape (B,), the latent dims as
+event dims (e.g. ``Independent(Normal.from_log_var(mu, log_var), 1)``).  ``decode(z)`` returns
+p(x|z) for a batch of latents: batch_shape (N,), the pixels as event dims (e.g.
+``bernoulli_likelihood(logits)``).  ``prior`` is p(z) with the latent dims as event dims.
+
+With S samples per example, ``decode`` is called once on all S * B latents, stacked sample-major
+as a (S * B, latent...) tensor, so any decoder that maps a batch of latents works.
+
+* ``elbo``: log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || p(z)), per example, plus the training
+  objective with beta and free bits;
+* ``iwae_bound``: E[log (1/k) sum_i p(x, z_i) / q(z_i|x)], tighter as k grows;
+* ``log_likelihood``: the importance-sampled estimate of log p(x) (k = 5000 in chunks) and its ESS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from . import functional as F
+from .autograd import Tensor, no_grad
+from .autograd.tensor import tensor as _tensor
+from .backend import namespace
+from .distributions import Distribution, Independent, kl_divergence
+from .distributions.kl import _closed_form
+
+__all__ = ["ELBO", "elbo", "iwae_bound", "LogLikelihood", "log_likelihood"]
+
+
+@dataclass(eq=False)
+class ELBO:
+    """The parts of the ELBO, each a per-example Tensor of shape (B,) (``kl_per_dim``: (B, latent)).
+
+    ``elbo`` = ``reconstruction`` - ``kl`` is always the true bound (beta = 1, no free bits);
+    ``objective`` is what training maximizes (beta and free bits applied), so it is the one to
+    differentiate: ``loss = -result.objective.mean()`` (or ``result.loss()``).
+    """
+
+    elbo: Tensor
+    reconstruction: Tensor
+    kl: Tensor
+    kl_per_dim: Tensor | None
+    objective: Tensor
+
+    def loss(self) -> Tensor:
+        """-mean over the batch of the objective (a scalar to call backward() on)."""
+        return -F.mean(self.objective)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+def _as_x(x) -> Tensor:
+    return x if isinstance(x, Tensor) else _tensor(x)
+
+
+def _encode(encode, x: Tensor) -> Distribution:
+    q = encode(x)
+    if not isinstance(q, Distribution):
+        raise TypeError(f"encode(x) must return a Distribution q(z|x), got {type(q).__name__}")
+    b = x.shape[0]
+    if q.batch_shape != (b,):
+        raise ValueError(
+            f"encode(x) returned a {type(q).__name__} with batch_shape {q.batch_shape} for a batch of {b}; "
+            f"q(z|x) needs batch_shape ({b},) with the latent dims as event dims, so that log_prob sums over "
+            "them -- wrap it, e.g. Independent(Normal(...), 1) (docs/elbo.md#reduction-contract)"
+        )
+    return q
+
+
+def _decode_log_prob(decode, z: Tensor, x: Tensor, s: int) -> Tensor:
+    """log p(x | z_s) of shape (S, B): decode the S*B latents at once, x repeated for each sample."""
+    b = x.shape[0]
+    zf = F.reshape(z, (s * b,) + tuple(z.shape[2:]))
+    px = decode(zf)
+    if not isinstance(px, Distribution):
+        raise TypeError(f"decode(z) must return a Distribution p(x|z), got {type(px).__name__}")
+    xs = x if s == 1 else F.reshape(F.broadcast_to(F.expand_dims(x, 0), (s,) + x.shape), (s * b,) + x.shape[1:])
+    lp = px.log_prob(xs)
+    if lp.shape != (s * b,):
+        raise ValueError(
+            f"decode(z).log_prob(x) has shape {lp.shape} for {s * b} latents; p(x|z) must give one value per "
+            "example, summed over the pixels -- wrap it, e.g. Independent(Bernoulli(logits=...), 1) or use "
+            "bernoulli_likelihood / gaussian_likelihood (docs/elbo.md#reduction-contract)"
+        )
+    return F.reshape(lp, (s, b))
+
+
+def _rsample(q: Distribution, s: int, generator) -> Tensor:
+    if not q.has_rsample:
+        raise ValueError(
+            f"q(z|x) is a {type(q).__name__}, which has no reparameterized rsample; the ELBO's gradient "
+            "through z needs one (use a Normal-based q, or a score-function estimator)"
+        )
+    return q.rsample((s,), generator=generator)
+
+
+def _factorized(q: Distribution, prior: Distribution):
+    """(q_base, p_base, n) when both are Independent over scalar-event bases with the same event shape."""
+    if (isinstance(q, Independent) and isinstance(prior, Independent)
+            and q.base_dist.event_shape == () and prior.base_dist.event_shape == ()
+            and q.event_shape == prior.event_shape):
+        return q.base_dist, prior.base_dist, q.reinterpreted_batch_ndims
+    return None
+
+
+def _flat_dims(t: Tensor, b: int) -> Tensor:
+    """(B, d1, d2, ...) -> (B, d1 * d2 * ...): one column per latent dimension."""
+    return F.reshape(t, (b, t.size // b))
+
+
+# --------------------------------------------------------------------------------------------------
+# the ELBO
+
+def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "analytic",
+         beta: float = 1.0, free_bits: float = 0.0, generator=None) -> ELBO:
+    """Per-example ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))  (docs/elbo.md#the-elbo).
+
+    ``reconstruction`` is the Monte-Carlo average of log p(x|z_s) over ``n_samples`` reparameterized
+    draws z_s = mu + sigma * eps_s.  ``kl="analytic"`` uses the registered closed form (raises where
+    none exists); ``kl="mc"`` uses (1/S) sum_s log q(z_s|x) - log p(z_s) with the same draws.
+
+    ``kl_per_dim`` (B, latent) is given when q and the prior are ``Independent`` over factorized
+    bases (analytic or MC per dimension), else None.
+
+    ``objective`` = reconstruction - beta * KL_fb, where with free bits lambda > 0 (Kingma et al.
+    2016, nats per latent dimension) the KL of each dimension j whose batch-mean KL_j is below lambda
+    is replaced by the constant lambda: KL_fb[i] = sum_j (lambda if mean_i KL[i, j] < lambda else
+    KL[i, j]).  The batch mean of the objective is then exactly mean_i rec[i] - beta * sum_j
+    max(lambda, mean_i KL[i, j]), the paper's minibatch objective, and dims below the threshold get
+    no KL gradient.  ``elbo`` is never affected by beta or free bits.
+    """
+    if kl not in ("analytic", "mc"):
+        raise ValueError(f'elbo: kl must be "analytic" or "mc", got {kl!r}')
+    s = int(n_samples)
+    if s < 1:
+        raise ValueError(f"elbo: n_samples must be >= 1, got {n_samples}")
+    if free_bits < 0:
+        raise ValueError(f"elbo: free_bits must be >= 0 (nats per latent dimension), got {free_bits}")
+    x = _as_x(x)
+    b = x.shape[0]
+    q = _encode(encode, x)
+    z = _rsample(q, s, generator)  # (S, B, latent...)
+    reconstruction = F.mean(_decode_log_prob(decode, z, x, s), axis=0)
+
+    fact = _factorized(q, prior)
+    kl_per_dim = None
+    if kl == "analytic":
+        if fact is not None:
+            parts = _closed_form(fact[0], fact[1])
+            if parts is not NotImplemented:
+                full = F.broadcast_to(parts, fact[0].batch_shape) if parts.shape != fact[0].batch_shape else parts
+                kl_per_dim = _flat_dims(full, b)
+        if kl_per_dim is not None:
+            kl_total = F.sum(kl_per_dim, axis=-1)
+        else:
+            try:
+                kl_total = kl_divergence(q, prior)
+            except NotImplementedError as e:
+                raise NotImplementedError(f"{e}; or use elbo(..., kl='mc') for the sampled KL") from e
+    else:
+        if fact is not None:
+            per = fact[0].log_prob(z) - fact[1].log_prob(z)  # (S, B, latent...)
+            kl_per_dim = _flat_dims(F.mean(per, axis=0), b)
+            kl_total = F.sum(kl_per_dim, axis=-1)
+        else:
+            kl_total = F.mean(q.log_prob(z) - prior.log_prob(z), axis=0)
+    if kl_total.shape != (b,):
+        raise ValueError(f"elbo: the KL has shape {kl_total.shape}, expected one value per example ({b},)")
+
+    bound = reconstruction - kl_total
+    if free_bits > 0:
+        if kl_per_dim is None:
+            raise ValueError(
+                "elbo: free_bits needs the KL per latent dimension, which is only available when q(z|x) and the "
+                "prior are Independent over factorized (per-dimension) distributions"
+            )
+        xp = namespace(kl_per_dim.data)
+        below = xp.mean(kl_per_dim.data, axis=0) < free_bits  # (latent,), a plain mask: no gradient
+        kl_fb = F.sum(F.where(below, float(free_bits), kl_per_dim), axis=-1)
+    else:
+        kl_fb = kl_total
+    objective = bound if (beta == 1.0 and free_bits == 0) else reconstruction - beta * kl_fb
+    return ELBO(elbo=bound, reconstruction=reconstruction, kl=kl_total, kl_per_dim=kl_per_dim, objective=objective)
+
+
+# --------------------------------------------------------------------------------------------------
+# importance weighting
+
+def _log_weights(x: Tensor, q: Distribution, decode, prior: Distribution, z: Tensor) -> Tensor:
+    """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), shape (k, B)."""
+    k = z.shape[0]
+    return _decode_log_prob(decode, z, x, k) + prior.log_prob(z) - q.log_prob(z)
+
+
+def iwae_bound(x, encode, decode, prior: Distribution, k: int, generator=None) -> Tensor:
+    """Per-example IWAE bound log (1/k) sum_i w_i, w_i = p(x, z_i) / q(z_i|x), z_i ~ q (docs/elbo.md#iwae).
+
+    Computed as logsumexp(log w) - log k, so no weight is ever exponentiated on its own.  k = 1 is
+    the single-sample MC ELBO (with the same noise); E[bound] increases with k towards log p(x).
+    """
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"iwae_bound: k must be >= 1, got {k}")
+    x = _as_x(x)
+    q = _encode(encode, x)
+    z = _rsample(q, k, generator)
+    return F.logsumexp(_log_weights(x, q, decode, prior, z), axis=0) - math.log(k)
+
+
+@dataclass(eq=False)
+class LogLikelihood:
+    """``log_px``: per-example estimate of log p(x); ``ess``: effective sample size of the weights."""
+
+    log_px: Tensor
+    ess: Tensor
+
+
+def log_likelihood(x, encode, decode, prior: Distribution, k: int = 5000, chunk: int = 100,
+                   generator=None) -> LogLikelihood:
+    """log p(x) ~ log (1/k) sum_i w_i with k importance samples from q(z|x) (docs/elbo.md#log-likelihood).
+
+    The k samples are drawn ``chunk`` at a time (memory ~ chunk * batch * pixels); each chunk's
+    logsumexp of the log-weights is folded into a running logsumexp, so the result equals the
+    one-shot estimate.  Runs under no_grad.  ESS = (sum w)^2 / sum w^2, in log space:
+    exp(2 logsumexp(log w) - logsumexp(2 log w)), between 1 (one weight dominates: q is a poor
+    proposal and the estimate unreliable) and k (all weights equal).
+    """
+    k, chunk = int(k), int(chunk)
+    if k < 1 or chunk < 1:
+        raise ValueError(f"log_likelihood: k and chunk must be >= 1, got k={k}, chunk={chunk}")
+    x = _as_x(x)
+    with no_grad():
+        q = _encode(encode, x)
+        lse_w = lse_w2 = None
+        done = 0
+        while done < k:
+            c = min(chunk, k - done)
+            z = q.sample((c,), generator=generator)
+            lw = _log_weights(x, q, decode, prior, z)
+            a, a2 = F.logsumexp(lw, axis=0), F.logsumexp(2.0 * lw, axis=0)
+            if lse_w is None:
+                lse_w, lse_w2 = a, a2
+            else:
+                lse_w = F.logsumexp(F.stack([lse_w, a]), axis=0)
+                lse_w2 = F.logsumexp(F.stack([lse_w2, a2]), axis=0)
+            done += c
+        return LogLikelihood(log_px=lse_w - math.log(k), ess=F.exp(2.0 * lse_w - lse_w2))
