@@ -10,20 +10,17 @@ or Inf, and where in the code the op was created::
         loss = -elbo(x, encode, decode, prior).objective.mean()
         loss.backward()
 
-How: the engine has no hook for this, so the context manager patches ``Function.__call__`` and the
-``backward`` of every Function subclass on entry and restores them on exit.  That is acceptable for
-a debug mode but global: do not enter it while other threads run ops.  Each check copies one
-boolean from the device to the host per op, so expect a slowdown (a debugging tool, not a default).
+How: the context manager registers an observer with the engine (``autograd.tensor.add_observer``),
+which calls it after every op's forward and backward.  Each check copies one boolean from the
+device to the host per op, so expect a slowdown (a debugging tool, not a default).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
-import weakref
 
-from .autograd.tensor import Function
+from .autograd.tensor import add_observer, remove_observer
 from .backend import backend_of, dtype_name, is_floating, namespace
 
 __all__ = ["detect_anomaly", "AnomalyError"]
@@ -32,10 +29,6 @@ __all__ = ["detect_anomaly", "AnomalyError"]
 class AnomalyError(RuntimeError):
     """An op produced NaN or Inf (forward) or a NaN/Inf gradient (backward) under detect_anomaly()."""
 
-
-_lock = threading.Lock()
-_state = {"depth": 0, "forward": [], "backward": [], "orig_call": None, "orig_backward": {}}
-_sites: dict = {}  # id(Function) -> "where it was created", removed when its output tensor dies
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
 _ENGINE = (os.path.join(_PKG, "autograd"), os.path.abspath(__file__))
@@ -85,95 +78,48 @@ def _site() -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# the patched entry points
+# the observer the engine calls for every op (autograd.tensor.add_observer)
 
-def _checked_call(self, *inputs):
-    orig = _state["orig_call"]
-    cls = type(self)
-    if cls not in _state["orig_backward"]:
-        _patch_backward(cls)
-    out = orig(self, *inputs)
-    site = None
-    if out._ctx is self:  # recorded in a graph: remember where, for a backward report
+class _AnomalyObserver:
+    def __init__(self, check_forward, check_backward):
+        self.check_forward = check_forward
+        self.check_backward = check_backward
+        # id(Function) -> where it was created.  Ids of dead Functions are reused by new ones, whose
+        # forward overwrites the entry, so the table stays as small as the live graph's high-water mark.
+        self.sites: dict = {}
+
+    def start(self, fn, phase):
+        pass
+
+    def forward(self, fn, xs, y):
         site = _site()
-        key = id(self)
-        _sites[key] = site
-        weakref.finalize(out, _sites.pop, key, None)
-    if _state["forward"][-1] and not _finite(out.data):
-        bad = [i for i, t in enumerate(inputs) if not _finite(t.data)]
-        if bad:
-            origin = (f"input(s) {bad} were already non-finite when they reached it: they were not produced by an "
-                      "op inside detect_anomaly() (data, a parameter, or a tensor computed before entering it)")
-        else:
-            origin = "all its inputs were finite, so this op is where the non-finite values were born"
-        raise AnomalyError(
-            f"detect_anomaly: forward of op '{self.name}' produced {_describe_bad(out.data)} in its output of "
-            f"shape {tuple(out.shape)}; {origin}.\n  input shapes: {_shapes([t.data for t in inputs])}\n"
-            f"  created at: {site or _site()}"
-        )
-    return out
+        self.sites[id(fn)] = site
+        if self.check_forward and not _finite(y):
+            bad = [i for i, x in enumerate(xs) if not _finite(x)]
+            if bad:
+                origin = (f"input(s) {bad} were already non-finite when they reached it: they were not produced by "
+                          "an op inside detect_anomaly() (data, a parameter, or a tensor computed before entering it)")
+            else:
+                origin = "all its inputs were finite, so this op is where the non-finite values were born"
+            raise AnomalyError(
+                f"detect_anomaly: forward of op '{fn.name}' produced {_describe_bad(y)} in its output of "
+                f"shape {tuple(int(s) for s in y.shape)}; {origin}.\n  input shapes: {_shapes(xs)}\n"
+                f"  created at: {site}"
+            )
 
-
-def _make_backward(cls, orig):
-    def backward(self, gy):
-        gxs = orig(self, gy)
-        if _state["backward"][-1]:
-            for i, g in enumerate(gxs):
-                if g is not None and not _finite(g):
-                    inputs = self.inputs or ()
-                    upstream = ("the incoming gradient was finite, so this op's backward is where it was born"
-                                if _finite(gy) else "the incoming gradient was already non-finite")
-                    raise AnomalyError(
-                        f"detect_anomaly: backward of op '{self.name}' produced {_describe_bad(g)} in the gradient "
-                        f"of input {i} (shape {tuple(int(s) for s in g.shape)}); {upstream}.\n"
-                        f"  input shapes: {_shapes([t.data for t in inputs])}\n"
-                        f"  created at: {_sites.get(id(self), 'unknown (created outside detect_anomaly())')}"
-                    )
-        return gxs
-
-    backward.__wrapped__ = orig
-    backward.__qualname__ = f"{cls.__qualname__}.backward"
-    return backward
-
-
-def _patch_backward(cls):
-    """Wrap the backward that ``cls`` uses, in the class that defines it (once per defining class)."""
-    for owner in cls.__mro__:
-        if "backward" in owner.__dict__:
-            break
-    else:  # pragma: no cover - Function itself defines backward
-        return
-    if owner is not Function and owner not in _state["orig_backward"]:
-        orig = owner.__dict__["backward"]
-        _state["orig_backward"][owner] = orig
-        owner.backward = _make_backward(owner, orig)
-    _state["orig_backward"].setdefault(cls, None)  # seen; its defining class is patched
-
-
-def _all_subclasses(cls):
-    out, stack = [], [cls]
-    while stack:
-        c = stack.pop()
-        for s in c.__subclasses__():
-            out.append(s)
-            stack.append(s)
-    return out
-
-
-def _install():
-    _state["orig_call"] = Function.__dict__["__call__"]
-    Function.__call__ = _checked_call
-    for cls in _all_subclasses(Function):
-        _patch_backward(cls)
-
-
-def _uninstall():
-    Function.__call__ = _state["orig_call"]
-    for owner, orig in _state["orig_backward"].items():
-        if orig is not None:
-            owner.backward = orig
-    _state["orig_backward"].clear()
-    _state["orig_call"] = None
+    def backward(self, fn, gy, gxs):
+        if not self.check_backward:
+            return
+        for i, g in enumerate(gxs):
+            if g is not None and not _finite(g):
+                upstream = ("the incoming gradient was finite, so this op's backward is where it was born"
+                            if _finite(gy) else "the incoming gradient was already non-finite")
+                raise AnomalyError(
+                    f"detect_anomaly: backward of op '{fn.name}' produced {_describe_bad(g)} in the gradient "
+                    f"of input {i} (shape {tuple(int(s) for s in g.shape)}); {upstream}.\n"
+                    f"  input shapes: {_shapes([t.data for t in fn.inputs or ()])}\n"
+                    f"  created at: {self.sites.get(id(fn), 'unknown (created outside detect_anomaly())')}"
+                )
 
 
 class detect_anomaly:
@@ -181,27 +127,16 @@ class detect_anomaly:
 
     ``check_forward=False`` checks only gradients (like torch.autograd.detect_anomaly), for code that
     produces infinities on purpose in the forward pass (e.g. -inf logits that a later op masks).
-    Nested uses are fine; the innermost flags apply.  Patches the engine globally while active.
+    Nested uses are fine; each level checks what it was asked to.
     """
 
     def __init__(self, check_forward: bool = True, check_backward: bool = True):
-        self.check_forward = check_forward
-        self.check_backward = check_backward
+        self._observer = _AnomalyObserver(check_forward, check_backward)
 
     def __enter__(self):
-        with _lock:
-            if _state["depth"] == 0:
-                _install()
-            _state["depth"] += 1
-            _state["forward"].append(self.check_forward)
-            _state["backward"].append(self.check_backward)
+        add_observer(self._observer)
         return self
 
     def __exit__(self, *exc):
-        with _lock:
-            _state["forward"].pop()
-            _state["backward"].pop()
-            _state["depth"] -= 1
-            if _state["depth"] == 0:
-                _uninstall()
+        remove_observer(self._observer)
         return False
