@@ -70,6 +70,8 @@ BINARY = {
     "maximum": (F.maximum, np.maximum),
     "minimum": (F.minimum, np.minimum),
     "where": (lambda a, b: F.where(a > b, a, b * 2.0), lambda a, b: np.where(a > b, a, b * 2.0)),
+    # the fused op against the composition it replaces (x is the first operand, logits the second)
+    "bernoulli_log_prob": (F.bernoulli_log_prob, lambda x, l: x * l - np.logaddexp(0.0, l)),
 }
 
 

@@ -60,3 +60,32 @@ def test_logsumexp_extremes(bk):
 def test_logsumexp_all_minus_infinity_row_is_minus_infinity(bk):
     x = bk.tensor(np.full((1, 3), -np.inf, dtype=np.float32))
     assert bk.numpy(F.logsumexp(x, axis=1))[0] == -np.inf
+
+
+@pytest.mark.parametrize("dtype, max_ulp", [(np.float32, 4.0), (np.float64, 2.0)])
+def test_numpy_log1p_fast_path_is_within_a_few_ulp(dtype, max_ulp):
+    """softplus's log(1 + e) term on NumPy uses Goldberg's correction instead of the slow log1p."""
+    import array_api_compat.numpy as xp
+
+    from scratchvae.autograd.ops.elementwise import _log1p_small
+
+    rng = np.random.default_rng(0)
+    e = np.concatenate([rng.random(20_000), 10.0 ** rng.uniform(-40, 0, 20_000), [0.0, 1.0]]).astype(dtype)
+    got = _log1p_small(xp, e).astype(np.longdouble)
+    exact = np.log1p(e.astype(np.longdouble))
+    ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.longdouble)
+    ulp[exact == 0] = np.finfo(dtype).smallest_subnormal
+    assert float(np.max(np.abs(got - exact) / ulp)) <= max_ulp
+
+
+@pytest.mark.filterwarnings("error")
+def test_bernoulli_log_prob_fused_op_at_extreme_logits(bk):
+    logits_np = np.array([-1e4, -50.0, -1.0, 0.0, 1.0, 50.0, 1e4], dtype=np.float32)
+    for x_val in (0.0, 1.0):
+        x_np = np.full_like(logits_np, x_val)
+        logits = bk.tensor(logits_np, requires_grad=True)
+        y = F.bernoulli_log_prob(bk.tensor(x_np), logits)
+        expected = x_np.astype(np.float64) * logits_np - exact_softplus(logits_np)
+        np.testing.assert_allclose(bk.numpy(y), expected, rtol=2e-7, atol=1e-30)
+        y.sum().backward()
+        np.testing.assert_allclose(bk.numpy(logits.grad), x_np - exact_sigmoid(logits_np), rtol=2e-7, atol=1e-30)

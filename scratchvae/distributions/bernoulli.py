@@ -89,7 +89,7 @@ class Bernoulli(Distribution):
         x = self._value(value, self.logits)
         if self._validate_args:
             C.check_binary("Bernoulli.log_prob", "value", x.data, hint=_GREY_HINT)
-        return x * self.logits - F.softplus(self.logits)
+        return F.bernoulli_log_prob(x, self.logits)  # x l - softplus(l) as one fused op
 
     def entropy(self) -> Tensor:
         """H = softplus(l) - p l  (= -p log p - (1 - p) log(1 - p))."""

@@ -3,7 +3,7 @@ kind into short modules.  The public functions are re-exported as ``scratchvae.f
 
 from .arithmetic import add, div, mul, neg, pow, rpow, sub
 from .elementwise import (
-    abs, astype, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
+    abs, astype, bernoulli_log_prob, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
 )
 from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, tril
 from .reduce import logsumexp, max, mean, min, sum
@@ -16,7 +16,7 @@ from .shape import (
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "rpow",
     "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "tanh", "sigmoid", "relu", "softplus",
-    "log_sigmoid", "astype",
+    "log_sigmoid", "astype", "bernoulli_log_prob",
     "matmul", "cholesky", "solve", "diagonal", "tril", "logdet_spd",
     "sum", "mean", "max", "min", "logsumexp",
     "where", "clip", "maximum", "minimum",
