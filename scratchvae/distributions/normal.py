@@ -115,6 +115,8 @@ class Normal(Distribution):
         shape = self._extended_shape(sample_shape)
         gen = generator or default_generator()
         eps = gen.normal(shape, dtype=dtype_name(self.loc.dtype), backend=_backend_of(self.loc))
+        if self._log_scale is not None:  # one fused op: loc + exp(log sigma) eps
+            return F.reparameterize(self.loc, self._log_scale, eps)
         return self.loc + self.scale * _tensor(eps)  # eps is a constant leaf: no gradient
 
     # -- densities -----------------------------------------------------------------------------------

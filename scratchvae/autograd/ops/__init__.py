@@ -3,8 +3,9 @@ kind into short modules.  The public functions are re-exported as ``scratchvae.f
 
 from .arithmetic import add, div, mul, neg, pow, rpow, sub
 from .elementwise import (
-    abs, astype, bernoulli_log_prob, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
+    abs, astype, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
 )
+from .fused import bernoulli_log_prob, normal_kl_standard, reparameterize
 from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, tril
 from .reduce import logsumexp, max, mean, min, sum
 from .select import clip, maximum, minimum, where
@@ -16,7 +17,7 @@ from .shape import (
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "rpow",
     "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "tanh", "sigmoid", "relu", "softplus",
-    "log_sigmoid", "astype", "bernoulli_log_prob",
+    "log_sigmoid", "astype", "bernoulli_log_prob", "normal_kl_standard", "reparameterize",
     "matmul", "cholesky", "solve", "diagonal", "tril", "logdet_spd",
     "sum", "mean", "max", "min", "logsumexp",
     "where", "clip", "maximum", "minimum",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import dtype_name, namespace
-from ..tensor import Function, Tensor, sum_to
+from ..tensor import Function, Tensor
+from . import cupy_kernels
 
 
 class Exp(Function):
@@ -131,7 +132,7 @@ class Sigmoid(Function):
     """y = 1 / (1 + e^-x), computed without overflow;  dy/dx = y (1 - y)."""
 
     def forward(self, x):
-        y = _sigmoid(namespace(x), x)
+        y = cupy_kernels.sigmoid(x) if cupy_kernels.is_cupy(x) else _sigmoid(namespace(x), x)
         self.saved = y
         return y
 
@@ -158,8 +159,10 @@ class Softplus(Function):
     """y = log(1 + e^x) = max(x, 0) + log1p(e^-|x|);  dy/dx = sigmoid(x)."""
 
     def forward(self, x):
-        xp = namespace(x)
         self.saved = x
+        if cupy_kernels.is_cupy(x):
+            return cupy_kernels.softplus(x)
+        xp = namespace(x)
         return xp.maximum(x, 0.0) + _log1p_small(xp, xp.exp(-xp.abs(x)))
 
     def backward(self, gy):
@@ -176,26 +179,6 @@ class LogSigmoid(Function):
 
     def backward(self, gy):
         return (gy * _sigmoid(namespace(gy), -self.saved),)
-
-
-class BernoulliLogProb(Function):
-    """y = x l - softplus(l) = log p(x | logits l), one op instead of four;  dy/dl = x - sigmoid(l), dy/dx = l.
-
-    The Bernoulli log-likelihood of a decoder's logits is the widest elementwise chain of a VAE
-    step (batch x pixels).  As one node it keeps only l and x, never the intermediate arrays, and
-    its backward needs one sigmoid.  docs/elbo.md#the-bernoulli-likelihood.
-    """
-
-    def forward(self, x, logits):
-        xp = namespace(logits)
-        self.saved = (x, logits)
-        return x * logits - (xp.maximum(logits, 0.0) + _log1p_small(xp, xp.exp(-xp.abs(logits))))
-
-    def backward(self, gy):
-        x, logits = self.saved
-        gx = sum_to(gy * logits, x.shape) if self.needs[0] else None
-        gl = sum_to(gy * (x - _sigmoid(namespace(gy), logits)), logits.shape) if self.needs[1] else None
-        return gx, gl
 
 
 class AsType(Function):
@@ -263,13 +246,6 @@ def softplus(x) -> Tensor:
 def log_sigmoid(x) -> Tensor:
     """log sigmoid(x) = -softplus(-x), stable for any x."""
     return LogSigmoid()(x)
-
-
-def bernoulli_log_prob(x, logits) -> Tensor:
-    """log Bernoulli(x | logits) = x l - softplus(l), elementwise (stable for any finite l)."""
-    from ._common import as_tensor
-
-    return BernoulliLogProb()(as_tensor(x, logits), logits)
 
 
 def astype(x, dtype) -> Tensor:

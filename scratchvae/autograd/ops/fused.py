@@ -1,0 +1,97 @@
+"""Fused ops: the hot elementwise chains of a VAE step as single graph nodes.
+
+Each replaces a chain of small ops with one node that saves only what its backward needs, and
+on CuPy runs as one kernel (cupy_kernels.py).  Each equals the composition it replaces
+(tests/test_fused.py), so reading the composition in the docstring is reading the op.
+"""
+
+from __future__ import annotations
+
+from ...backend import namespace
+from ..tensor import Function, Tensor, sum_to
+from . import cupy_kernels
+from ._common import as_tensor
+from .elementwise import _log1p_small, _sigmoid
+
+
+class BernoulliLogProb(Function):
+    """y = x l - softplus(l) = log Bernoulli(x | logits l);  dy/dl = x - sigmoid(l), dy/dx = l.
+
+    The widest elementwise chain of a VAE step (batch x pixels): as one node it keeps only x and l,
+    and its backward needs one sigmoid.  docs/elbo.md#the-bernoulli-likelihood.
+    """
+
+    def forward(self, x, logits):
+        self.saved = (x, logits)
+        if cupy_kernels.is_cupy(logits):
+            return cupy_kernels.bernoulli_log_prob(x, logits)
+        xp = namespace(logits)
+        return x * logits - (xp.maximum(logits, 0.0) + _log1p_small(xp, xp.exp(-xp.abs(logits))))
+
+    def backward(self, gy):
+        x, logits = self.saved
+        gx = sum_to(gy * logits, x.shape) if self.needs[0] else None
+        gl = None
+        if self.needs[1]:
+            if cupy_kernels.is_cupy(gy):
+                gl = cupy_kernels.bernoulli_log_prob_grad(gy, x, logits)
+            else:
+                gl = gy * (x - _sigmoid(namespace(gy), logits))
+            gl = sum_to(gl, logits.shape)
+        return gx, gl
+
+
+class NormalKLStandard(Function):
+    """y = KL(N(m, e^{2t}) || N(0, 1)) = (m^2 + expm1(2t) - 2t) / 2 per element, with t = log sigma;
+    dy/dm = m, dy/dt = expm1(2t).  docs/elbo.md#the-gaussian-kl."""
+
+    def forward(self, m, t):
+        if cupy_kernels.is_cupy(m):
+            y, e2 = cupy_kernels.normal_kl_standard(m, t)
+        else:
+            xp = namespace(m)
+            e2 = xp.expm1(2.0 * t)
+            y = 0.5 * (m * m + e2 - 2.0 * t)
+        self.saved = (m, e2)
+        return y
+
+    def backward(self, gy):
+        m, e2 = self.saved
+        return (sum_to(gy * m, m.shape) if self.needs[0] else None,
+                sum_to(gy * e2, e2.shape) if self.needs[1] else None)
+
+
+class Reparameterize(Function):
+    """z = loc + e^t eps with t = log sigma and eps a constant draw;  dz/dloc = 1, dz/dt = e^t eps.
+
+    The reparameterization trick as one node (docs/elbo.md#reparameterization)."""
+
+    def forward(self, loc, t, eps):
+        if cupy_kernels.is_cupy(loc):
+            z, se = cupy_kernels.reparameterize(loc, t, eps)
+        else:
+            se = namespace(t).exp(t) * eps
+            z = loc + se
+        self.saved = (loc.shape, se)
+        return z
+
+    def backward(self, gy):
+        loc_shape, se = self.saved
+        return (sum_to(gy, loc_shape) if self.needs[0] else None,
+                sum_to(gy * se, self.inputs[1].data.shape) if self.needs[1] else None,
+                None)
+
+
+def bernoulli_log_prob(x, logits) -> Tensor:
+    """log Bernoulli(x | logits) = x l - softplus(l), elementwise (stable for any finite l)."""
+    return BernoulliLogProb()(as_tensor(x, logits), logits)
+
+
+def normal_kl_standard(loc, log_scale) -> Tensor:
+    """KL(N(loc, exp(log_scale)^2) || N(0, 1)) per element, as one op."""
+    return NormalKLStandard()(loc, as_tensor(log_scale, loc))
+
+
+def reparameterize(loc, log_scale, eps) -> Tensor:
+    """loc + exp(log_scale) * eps as one op (eps: a constant array or tensor of noise)."""
+    return Reparameterize()(loc, as_tensor(log_scale, loc), as_tensor(eps, loc))
