@@ -26,7 +26,11 @@ def init_params(rng, dtype=np.float32, sizes=SIZES):
 
 
 def _softplus(a):
-    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
+    # log1p(e) by Goldberg's correction log(u) - ((u - 1) - e)/u: NumPy's float32 log1p is a scalar
+    # loop ~5x slower than log; the engine uses the same formula, so the comparison is fair.
+    e = np.exp(-np.abs(a))
+    u = 1 + e
+    return np.maximum(a, 0) + (np.log(u) - ((u - 1) - e) / u)
 
 
 def _sigmoid(a):
@@ -93,7 +97,11 @@ class NumpyVAEStep:
             m += (1 - self.b1) * g
             v *= self.b2
             v += (1 - self.b2) * (g * g)
-            p -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+            denom = np.sqrt(v)
+            denom += self.eps * np.sqrt(c2)
+            step = m / denom
+            step *= self.lr * np.sqrt(c2) / c1
+            p -= step
         return float(loss)
 
 

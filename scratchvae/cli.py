@@ -1,0 +1,332 @@
+"""The ``scratchvae`` command: train | evaluate | sample | plot (docs/training.md).
+
+``main(argv=None)`` returns the exit code: 0 success, 1 an error (printed as one line, no
+traceback; ``--traceback`` shows it), 2 a usage error, 3 training diverged (NaN/Inf loss),
+130 interrupted by Ctrl-C after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+EXAMPLES = """\
+examples:
+  scratchvae train                                  # a VAE on the embedded MNIST subset (offline)
+  scratchvae train --preset pytorch-example --data-dir ~/mnist --out runs/pt
+  scratchvae train --preset iwae-paper --time-budget 60 --out runs/iwae
+  scratchvae train --resume runs/pt                 # continue a stopped run exactly
+  scratchvae evaluate runs/pt --k 5000              # test ELBO, log p(x), active units
+  scratchvae plot runs/pt                           # figures into runs/pt/figures
+  scratchvae sample runs/pt -n 64 --out samples.png
+
+Every command has its own --help (e.g. `scratchvae train --help`).  See docs/training.md.
+"""
+
+TRAIN_EPILOG = """\
+A run folder (--out, default runs/<preset>-<time>) receives config.json, metrics.jsonl (one line per
+epoch), checkpoint.npz (after every epoch; Ctrl-C also saves) and figures/.  Options not given come from
+--preset, then from the defaults shown.  With --resume only --epochs and --time-budget may change.
+
+Data: by default the full MNIST is used when it is in the cache (~/.cache/scratchvae/mnist), otherwise
+the embedded 10,000-image subset (a note says so); --data-dir DIR reads the four MNIST .gz files from DIR.
+"""
+
+
+def _add_train(sub):
+    p = sub.add_parser(
+        "train", help="train a VAE and write a run folder",
+        description="Train a VAE on MNIST. Shows a progress bar, writes a run folder, checkpoints every epoch.",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .models.presets import preset_names
+
+    g = p.add_argument_group("run")
+    g.add_argument("--preset", choices=preset_names(),
+                   help="start from a published setup: pytorch-example (784-400-20 ReLU, grey levels, 10 epochs) "
+                        "or iwae-paper (784-200-200-50 tanh, dynamic binarization, 3280 epochs)")
+    g.add_argument("--out", metavar="DIR", help="run folder to create (default: runs/<preset>-<date-time>)")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    g.add_argument("--seed", type=int, help="random seed for initialisation, batches, binarization and noise "
+                                            "(default 0)")
+    g.add_argument("--backend", choices=["numpy", "cupy", "array_api_strict"],
+                   help="array library: numpy (CPU, default) or cupy (NVIDIA GPU)")
+    g.add_argument("--dtype", choices=["float32", "float64"], help="floating type (default float32)")
+    g.add_argument("--time-budget", type=float, metavar="MIN",
+                   help="stop after the last epoch that fits in MIN minutes (training + evaluation)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    g.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
+    g.add_argument("--no-validate", action="store_true",
+                   help="skip the distributions' argument checks (slightly faster; NaNs are still caught)")
+    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate the test ELBO every N epochs (default 1)")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--data", choices=["auto", "embedded", "mnist"],
+                   help="auto (default): full MNIST if cached or --data-dir is given, else the embedded subset; "
+                        "mnist: full MNIST, downloading it if needed")
+    g.add_argument("--data-dir", metavar="DIR", help="folder holding the four MNIST .gz (or uncompressed) files")
+    g.add_argument("--binarize", choices=["grey", "dynamic", "fixed"],
+                   help="pixels as grey levels in [0, 1], a fresh Bernoulli draw every epoch (dynamic, default), "
+                        "or one draw fixed by the seed")
+    g.add_argument("--bernoulli-on-grey", action="store_true", default=None,
+                   help="accept a Bernoulli likelihood on grey levels (pytorch/examples' loss; not a normalized "
+                        "likelihood)")
+    g.add_argument("--validation", type=int, metavar="N", help="hold out the last N training images (default 0)")
+    g.add_argument("--n-train", type=int, metavar="N", help="use only the first N training images")
+    g.add_argument("--n-test", type=int, metavar="N", help="use only the first N test images")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=int, nargs="+", metavar="H", help="hidden layer sizes (default 400)")
+    g.add_argument("--latent", type=int, dest="latent_dim", metavar="D", help="latent dimensions (default 20)")
+    g.add_argument("--activation", choices=["relu", "tanh", "softplus", "leaky_relu", "sigmoid"],
+                   help="hidden activation (default relu)")
+    g.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help="p(x|z) (default bernoulli)")
+    g.add_argument("--gaussian-scale", choices=["fixed", "learned", "per_pixel"],
+                   help="gaussian likelihood: sigma fixed (--fixed-scale), one learned sigma, or one per pixel")
+    g.add_argument("--fixed-scale", type=float, metavar="S", help="sigma of --gaussian-scale fixed (default 0.1)")
+    g.add_argument("--encoder-head", choices=["log_var", "exp", "softplus"],
+                   help="how the encoder outputs sigma: log variance (default), log sigma (std = exp(linear)), "
+                        "or softplus")
+    g.add_argument("--init", choices=["pytorch", "glorot"], help="weight initialisation (default pytorch)")
+    g.add_argument("--output-bias", choices=["zero", "pixel_means"],
+                   help="pixel_means: start the decoder's output bias at the logit of the training pixel means")
+
+    g = p.add_argument_group("objective")
+    g.add_argument("--beta", type=float, help="weight of the KL term (default 1: the ELBO)")
+    g.add_argument("--warmup-epochs", type=float, metavar="E",
+                   help="raise the KL weight linearly from 0 to beta over E epochs (default 0: off)")
+    g.add_argument("--free-bits", type=float, metavar="NATS",
+                   help="free bits: no KL pressure on a latent dim whose batch-mean KL is below NATS")
+    g.add_argument("--n-samples", type=int, metavar="S", help="z samples per image in the training ELBO (default 1)")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, help="epochs to train (default 10)")
+    g.add_argument("--batch-size", type=int, help="images per step (default 128)")
+    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="default adam")
+    g.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    g.add_argument("--adam-eps", type=float, help="Adam's epsilon (default 1e-8)")
+    g.add_argument("--weight-decay", type=float, help="default 0")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
+    g.add_argument("--schedule", choices=["constant", "step", "iwae"],
+                   help="learning-rate schedule: constant (default), step (x gamma every step-size epochs), "
+                        "iwae (3^i epochs at lr 10^(-i/7))")
+    g.add_argument("--step-size", type=int, metavar="E", help="step schedule: epochs between decays (default 10)")
+    g.add_argument("--gamma", type=float, help="step schedule: decay factor (default 0.5)")
+    g.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm to NORM")
+    g.add_argument("--loss-reduction", choices=["mean", "sum"],
+                   help="average (default) or sum the per-image loss over the batch before the gradient")
+    g.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_run_arg(p):
+    p.add_argument("run", metavar="RUN", help="a run folder (from `scratchvae train`) or a checkpoint .npz file")
+    p.add_argument("--backend", choices=["numpy", "cupy", "array_api_strict"], help="default: the run's backend")
+    p.add_argument("--seed", type=int, default=0, help="seed for the sampled z (default 0)")
+    p.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser(
+        "evaluate", help="test ELBO, importance-sampled log p(x), active units",
+        description="Evaluate a trained run on the test set (nats per image): the ELBO with one sampled z per "
+                    "image and its reconstruction and KL parts, log p(x) by importance sampling with k samples, "
+                    "active units and the KL per latent dim. Prints a table and writes JSON.")
+    _add_run_arg(p)
+    p.add_argument("--k", type=int, default=5000, help="importance samples per image for log p(x) (default 5000; "
+                                                       "0 skips it)")
+    p.add_argument("--n-test", type=int, metavar="N", help="evaluate on the first N test images only")
+    p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the ELBO (default 1000)")
+    p.add_argument("--out", metavar="FILE", help="JSON file to write (default RUN/eval.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _add_sample(sub):
+    p = sub.add_parser("sample", help="draw images from the model's prior",
+                       description="Decode z ~ p(z) into images and save them as a PNG grid (and optionally .npy).")
+    _add_run_arg(p)
+    p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--out", metavar="FILE", help="PNG to write (default RUN/figures/samples.png)")
+    p.add_argument("--npy", metavar="FILE", help="also save the images as an (n, 784) .npy array")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _add_plot(sub):
+    p = sub.add_parser("plot", help="draw the figures of a run",
+                       description="Reconstructions, prior samples, the latent space coloured by digit, the 2-D "
+                                   "latent manifold (latent = 2) and the training curves, as PNG files.")
+    _add_run_arg(p)
+    p.add_argument("--out", metavar="DIR", help="folder for the PNG files (default RUN/figures)")
+    p.add_argument("--what", nargs="+", choices=["reconstructions", "samples", "latent", "manifold", "curves"],
+                   help="which figures (default: all that apply)")
+    p.add_argument("--n-test", type=int, default=2000, help="test images for the latent scatter (default 2000)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scratchvae",
+        description="Train and inspect variational autoencoders on MNIST, on a from-scratch autograd engine.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"scratchvae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_sample(sub)
+    _add_plot(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------------
+# commands
+
+_TRAIN_KEYS = ["seed", "backend", "dtype", "time_budget", "eval_every", "data", "data_dir", "binarize",
+               "bernoulli_on_grey", "validation", "n_train", "n_test", "hidden", "latent_dim", "activation",
+               "likelihood", "gaussian_scale", "fixed_scale", "encoder_head", "init", "output_bias", "beta",
+               "warmup_epochs", "free_bits", "n_samples", "epochs", "batch_size", "optimizer", "lr", "adam_eps",
+               "weight_decay", "momentum", "schedule", "step_size", "gamma", "clip_grad", "loss_reduction"]
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainingDiverged, make_config, train
+
+    given = {k: getattr(args, k) for k in _TRAIN_KEYS if getattr(args, k) is not None}
+    if args.no_validate:
+        given["validate_args"] = False
+    if args.no_figures:
+        given["figures"] = False
+    if args.resume:
+        extra = sorted(set(given) - {"epochs", "time_budget", "figures"})
+        if args.preset or args.out or extra:
+            names = ", ".join("--" + k.replace("_", "-") for k in extra + (["preset"] if args.preset else [])
+                              + (["out"] if args.out else []))
+            raise ValueError(f"--resume continues the run with its saved settings; only --epochs and --time-budget "
+                             f"can change (got {names})")
+        call = {"run_dir": args.resume, "resume": True, "epochs": given.get("epochs"), "time_budget": given.get("time_budget")}
+    else:
+        config = make_config(args.preset, **given)
+        call = {"config": config, "run_dir": args.out}
+    try:
+        result = train(**call, progress=not args.no_progress, log=_log)
+    except TrainingDiverged as e:
+        _error(str(e))
+        return 3
+    if result.status == "interrupted":
+        return 130
+    _log(f"run folder: {result.run_dir} ({result.status} after {result.epochs_done} epochs, "
+         f"{result.global_step} steps)")
+    return 0
+
+
+def _test_data(config, meta, n_test):
+    from .train import load_test_data
+
+    return load_test_data(config, meta.get("data_source"), n_test=n_test)
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, format_table, write_json
+    from .random import Generator
+    from .train import load_run
+
+    model, config, meta = load_run(args.run, backend=args.backend)
+    x, _ = _test_data(config, meta, args.n_test)
+    result = evaluate(model, x, k=args.k, batch_size=args.batch_size, generator=Generator(args.seed),
+                      progress=not args.no_progress)
+    result.update({"run": str(args.run), "epoch": meta.get("epoch"), "data": meta.get("data_source"),
+                   "binarize": config.binarize, "likelihood": config.model.get("likelihood"), "seed": args.seed})
+    if config.grey_bernoulli:
+        result["note"] = ("Bernoulli likelihood on grey levels: the numbers are cross-entropies, not normalized "
+                          "log-likelihoods (docs/data.md)")
+    title = f"{args.run} (epoch {meta.get('epoch')}, {meta.get('data_source')} test set, {config.binarize}):"
+    print(format_table(result, title))
+    if "note" in result:
+        print("note: " + result["note"])
+    out = Path(args.out) if args.out else (_run_folder(args.run) / "eval.json")
+    write_json(result, out)
+    _log(f"wrote {out}")
+    return 0
+
+
+def _run_folder(run) -> Path:
+    p = Path(run)
+    return p if p.is_dir() else p.parent
+
+
+def _cmd_sample(args) -> int:
+    import numpy as np
+
+    from .backend import to_numpy
+    from .plots import _show_grid, image_grid
+    from .random import Generator
+    from .train import load_run
+
+    if args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    model, _config, _meta = load_run(args.run, backend=args.backend)
+    images = to_numpy(model.sample(args.n, generator=Generator(args.seed)))
+    out = Path(args.out) if args.out else _run_folder(args.run) / "figures" / "samples.png"
+    _show_grid(image_grid(images, min(8, args.n)), out, f"{args.n} samples: E[x | z], z ~ p(z)")
+    _log(f"wrote {out}")
+    if args.npy:
+        np.save(args.npy, images)
+        _log(f"wrote {args.npy}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plots import make_figures
+    from .random import Generator
+    from .train import _read_metrics, load_run
+
+    model, config, meta = load_run(args.run, backend=args.backend)
+    x, labels = _test_data(config, meta, args.n_test)
+    folder = _run_folder(args.run)
+    what = args.what or ["reconstructions", "samples", "latent", "manifold", "curves"]
+    if "manifold" in (args.what or []) and model.latent_dim != 2:
+        raise ValueError(f"the manifold figure needs a 2-D latent space; this model has {model.latent_dim} dims")
+    paths = make_figures(Path(args.out) if args.out else folder / "figures", model, x, labels,
+                         _read_metrics(folder), generator=Generator(args.seed), what=what)
+    for p in paths:
+        _log(f"wrote {p}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _error(msg: str) -> None:
+    print(f"scratchvae: error: {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code instead of exiting."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as e:  # every failure becomes one line; --traceback shows the details
+        if getattr(args, "traceback", False):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        from .backend import BackendError
+
+        plain = (ValueError, OSError, BackendError)  # messages that already say what is wrong
+        kind = "" if isinstance(e, plain) else f"{type(e).__name__}: "
+        _error(kind + text)
+        return 1

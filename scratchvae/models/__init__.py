@@ -1,0 +1,9 @@
+"""Models: the VAE, and tractable models whose log p(x) and posterior are exact."""
+
+from .presets import PRESETS, get_preset, preset_names
+from .vae import VAE, BernoulliLikelihood, GaussianEncoder, GaussianLikelihood, StandardNormalPrior
+
+__all__ = [
+    "VAE", "GaussianEncoder", "BernoulliLikelihood", "GaussianLikelihood", "StandardNormalPrior",
+    "PRESETS", "get_preset", "preset_names",
+]
