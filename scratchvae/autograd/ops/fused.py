@@ -43,7 +43,7 @@ class BernoulliLogProb(Function):
 
 class NormalKLStandard(Function):
     """y = KL(N(m, e^{2t}) || N(0, 1)) = (m^2 + expm1(2t) - 2t) / 2 per element, with t = log sigma;
-    dy/dm = m, dy/dt = expm1(2t).  docs/elbo.md#the-gaussian-kl."""
+    dy/dm = m, dy/dt = expm1(2t).  docs/elbo.md#two-diagonal-gaussians-step-by-step."""
 
     def forward(self, m, t):
         if cupy_kernels.is_cupy(m):
