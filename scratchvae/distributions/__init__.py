@@ -13,10 +13,11 @@ from .distribution import Distribution, get_default_validate_args, set_default_v
 from .independent import Independent
 from .kl import kl_divergence, kl_monte_carlo, register_kl
 from .likelihoods import DEFAULT_MIN_SCALE, bernoulli_likelihood, floored_log_scale, gaussian_likelihood
+from .multivariate_normal import MultivariateNormal
 from .normal import Normal
 
 __all__ = [
-    "Distribution", "Normal", "Bernoulli", "Categorical", "Independent",
+    "Distribution", "Normal", "MultivariateNormal", "Bernoulli", "Categorical", "Independent",
     "gaussian_likelihood", "bernoulli_likelihood", "floored_log_scale", "DEFAULT_MIN_SCALE",
     "kl_divergence", "kl_monte_carlo", "register_kl",
     "set_default_validate_args", "get_default_validate_args", "ValidationError",
