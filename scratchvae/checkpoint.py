@@ -23,6 +23,7 @@ import zlib
 
 import numpy as np
 
+from ._fileio import fsync_dir
 from .autograd import Tensor
 from .backend import backend_of, device_of
 
@@ -146,20 +147,6 @@ def _write_array(zf: zipfile.ZipFile, key: str, array: np.ndarray):
         np.lib.format.write_array(member, array, allow_pickle=False)
 
 
-def _fsync_dir(folder: str):
-    # Makes the rename itself durable.  Not possible on every platform (Windows): best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save(state, path, metadata: dict | None = None, compress: bool = False) -> None:
     """Write ``state`` (arrays, Tensors, numbers, strings, None, and nested dicts/lists/tuples of
     them, e.g. {"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3}) to ``path``.
@@ -215,7 +202,7 @@ def save(state, path, metadata: dict | None = None, compress: bool = False) -> N
         except OSError:
             pass
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _backend_names(devices):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._fileio import fsync_dir
 from .idx import DataFileError, read_idx_images, read_idx_labels
 
 __all__ = [
@@ -218,27 +219,13 @@ def _fetch_atomic(url: str, target: Path, sha256: str | None, timeout: float) ->
                              f"({size} bytes received; the mirror serves a damaged or different file)")
         os.replace(tmp, target)
         tmp = None
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         if tmp is not None:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (e.g. Windows), hence best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _check_content(paths, images: np.ndarray, labels: np.ndarray) -> None:
