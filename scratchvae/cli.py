@@ -1,4 +1,4 @@
-"""The ``scratchvae`` command: train | evaluate | sample | plot (docs/training.md).
+"""The ``scratchvae`` command: train | evaluate | sample | plot | bench (docs/training.md).
 
 ``main(argv=None)`` returns the exit code: 0 success, 1 an error (printed as one line, no
 traceback; ``--traceback`` shows it), 2 a usage error, 3 training diverged (NaN/Inf loss),
@@ -22,6 +22,7 @@ examples:
   scratchvae evaluate runs/pt --k 5000              # test ELBO, log p(x), active units
   scratchvae plot runs/pt                           # figures into runs/pt/figures
   scratchvae sample runs/pt -n 64 --out samples.png
+  scratchvae bench                                  # NumPy vs CuPy vs the hand-written step (quick sizes)
 
 Every command has its own --help (e.g. `scratchvae train --help`).  See docs/training.md.
 """
@@ -166,6 +167,21 @@ def _add_plot(sub):
     p.set_defaults(func=_cmd_plot)
 
 
+def _add_bench(sub):
+    from .bench.cli import EPILOG, add_arguments
+
+    p = sub.add_parser(
+        "bench", help="benchmark the training step, an epoch, evaluation and per-op overhead",
+        description="Time the VAE training step (batch, width and dtype sweeps), an epoch of training, "
+                    "importance-sampled evaluation and the engine's per-op overhead on NumPy and CuPy, against a "
+                    "hand-written NumPy step and the step's matrix products alone. Writes bench.md, bench.json "
+                    "and throughput.png.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scratchvae",
@@ -180,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_sample(sub)
     _add_plot(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -296,6 +313,12 @@ def _cmd_plot(args) -> int:
     for p in paths:
         _log(f"wrote {p}")
     return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench.cli import run_from_args
+
+    return run_from_args(args, log=_log)
 
 
 # --------------------------------------------------------------------------------------------------
