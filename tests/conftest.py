@@ -78,6 +78,16 @@ class BackendHelper:
         return f"BackendHelper({self.name!r})"
 
 
+@pytest.fixture(autouse=True)
+def _numpy_unless_bk():
+    """Tests without the ``bk`` fixture run on NumPy whatever $SCRATCHVAE_BACKEND says, and the
+    global backend is restored after every test (``bk``, set up after this, overrides it)."""
+    prev = B._state["backend"]
+    B.set_backend("numpy")
+    yield
+    B._state["backend"] = prev
+
+
 @pytest.fixture(params=BACKENDS)
 def bk(request):
     """The backend under test; resets the global backend and dtype afterwards."""

@@ -21,16 +21,6 @@ from scratchvae import checkpoint
 from scratchvae.random import Generator
 
 
-@pytest.fixture(autouse=True)
-def _numpy_unless_bk():
-    """Tests without the ``bk`` fixture run on NumPy whatever $SCRATCHVAE_BACKEND says, and the
-    global backend is restored after every test (``bk``, set up after this, overrides it)."""
-    prev = sv.backend._state["backend"]
-    sv.set_backend("numpy")
-    yield
-    sv.backend._state["backend"] = prev
-
-
 def assert_same(a, b, where="state"):
     """Deep equality that also checks container types, array dtypes and NaNs."""
     assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"

@@ -16,16 +16,6 @@ from scratchvae.nn.linear import LinearFunction
 from scratchvae.random import Generator
 
 
-@pytest.fixture(autouse=True)
-def _numpy_unless_bk():
-    """Tests without the ``bk`` fixture run on NumPy whatever $SCRATCHVAE_BACKEND says, and the
-    global backend is restored after every test (``bk``, set up after this, overrides it)."""
-    prev = sv.backend._state["backend"]
-    sv.set_backend("numpy")
-    yield
-    sv.backend._state["backend"] = prev
-
-
 def _module_fn(model):
     """``fn(x, *params)`` running ``model`` with the given parameter values, for gradcheck: the
     analytic pass gets the Parameters themselves, the numeric passes perturbed copies."""

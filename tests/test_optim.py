@@ -15,15 +15,6 @@ from scratchvae.optim import lr_scheduler
 from scratchvae.random import Generator
 
 
-@pytest.fixture(autouse=True)
-def _numpy_unless_bk():
-    """Tests without the ``bk`` fixture run on NumPy whatever $SCRATCHVAE_BACKEND says, and the
-    global backend is restored after every test (``bk``, set up after this, overrides it)."""
-    prev = sv.backend._state["backend"]
-    sv.set_backend("numpy")
-    yield
-    sv.backend._state["backend"] = prev
-
 # --------------------------------------------------------------------------------------------------
 # A small smooth problem with a gradient we can write down: L(p) = sum(a p^2 / 2 + c p + p^4 / 4),
 # dL/dp = a p + c + p^3, for two parameters of different shapes.
