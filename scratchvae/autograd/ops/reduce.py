@@ -19,13 +19,17 @@ class Sum(_Reduction):
     """y = sum_i x_i over ``axis``;  the gradient broadcasts gy back over the summed axes."""
 
     def forward(self, x):
-        self.axis = normalize_axes(self.axis, x.ndim)
         self.saved = x.shape
+        if self.axis is None:  # the common total: no axis bookkeeping
+            self.axis = ()
+            return namespace(x).sum(x, keepdims=self.keepdims)
+        self.axis = normalize_axes(self.axis, x.ndim)
         return namespace(x).sum(x, axis=self.axis, keepdims=self.keepdims)
 
     def backward(self, gy):
         shape = self.saved
-        gy = expand_reduced(gy, shape, self.axis, self.keepdims)
+        if gy.ndim:  # a 0-d total broadcasts as it is; partial sums need their axes back first
+            gy = expand_reduced(gy, shape, self.axis, self.keepdims)
         return (namespace(gy).broadcast_to(gy, shape),)
 
 
