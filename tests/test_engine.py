@@ -262,3 +262,12 @@ def test_tensor_and_numpy_array_operands(bk):
     else:
         with pytest.raises(ValueError, match="different backends/devices"):
             x * np.array([3.0, 4.0])
+
+
+def test_tune_host_allocator_reports_what_it_did():
+    import platform
+
+    code = "import scratchvae.backend as B; print(B.tune_host_allocator())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = "True" if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" else "False"
+    assert out.stdout.strip() == expected
