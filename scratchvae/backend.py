@@ -248,7 +248,10 @@ def namespace(a):
 
 def to_numpy(x) -> np.ndarray:
     """A host NumPy array from a Tensor or an array of any backend (an explicit device -> host copy)."""
-    data = getattr(x, "data", x) if not isinstance(x, np.ndarray) else x
+    from .autograd.tensor import Tensor  # (lazy: the backend layer sits below autograd)
+
+    # Not getattr(x, "data", x): a CuPy array's .data is its memory pointer, not an array.
+    data = x.data if isinstance(x, Tensor) else x
     if isinstance(data, np.ndarray):
         return data
     if np.isscalar(data) or isinstance(data, (list, tuple)):
