@@ -49,26 +49,11 @@ def op_overheads(repeats):
     difference is the engine's own cost: building the node, the topological sort, the gradient
     bookkeeping and releasing the graph.
     """
+    from scratchvae.bench.workloads import _op_cases  # the same op table `scratchvae bench` uses
+
     a_np = np.full((1, 1), 0.5, np.float32)
     b_np = np.full((1, 1), 0.25, np.float32)
-    g = np.ones((1, 1), np.float32)
-    g0 = np.ones((), np.float32)
-
-    def raw_softplus():
-        e = np.exp(-np.abs(a_np))
-        u = 1.0 + e
-        y = np.maximum(a_np, 0.0) + (np.log(u) - ((u - 1.0) - e) / u)  # the engine's log1p form
-        return y, g * (np.exp(np.minimum(a_np, 0.0)) / (1.0 + np.exp(-np.abs(a_np))))
-
-    cases = {
-        "add": (lambda a, b: a + b, lambda: a_np + b_np, g),
-        "mul": (lambda a, b: a * b, lambda: (a_np * b_np, g * b_np, g * a_np), g),
-        "exp": (lambda a, b: F.exp(a), lambda: g * np.exp(a_np), g),
-        "tanh": (lambda a, b: F.tanh(a), lambda: (lambda y: g * (1.0 - y * y))(np.tanh(a_np)), g),
-        "softplus": (lambda a, b: F.softplus(a), raw_softplus, g),
-        "sum": (lambda a, b: F.sum(a), lambda: (np.sum(a_np), np.broadcast_to(g0.reshape(1, 1), (1, 1))), g0),
-        "matmul": (lambda a, b: a @ b, lambda: (a_np @ b_np, g @ b_np.T, a_np.T @ g), g),
-    }
+    cases = _op_cases(np, F, a_np, b_np, np.ones((1, 1), np.float32), np.ones((), np.float32))
     rows = []
     a = sv.tensor(a_np, requires_grad=True)
     b = sv.tensor(b_np, requires_grad=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import Backend, _dtype_name, get_backend, get_default_dtype
+from .backend import Backend, _dtype_name, _make, get_backend, get_default_dtype
 
 __all__ = ["Generator", "manual_seed", "default_generator", "randn", "rand"]
 
@@ -60,17 +60,9 @@ class Generator:
 
     def numpy(self) -> np.random.Generator:
         """The host NumPy stream (for shuffling indices and other host-side choices)."""
-        return self._stream(_HOST)
+        return self._stream(_make("numpy"))
 
 
-class _Host(Backend):
-    name = "numpy"
-
-    def __init__(self):
-        pass
-
-
-_HOST = _Host()
 _default = Generator(None)
 
 
