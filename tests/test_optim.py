@@ -464,3 +464,66 @@ def test_lambda_lr():
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.2 / 3)
     assert "lr_lambda" not in sched.state_dict()
+
+
+# --------------------------------------------------------------------------------------------------
+# Adam's fast forms: the scratch-buffer form (NumPy, CuPy) and the CuPy kernel against the
+# Array API form, which is the one test_adam_matches_equations checks on the strict device.
+
+def _adam_arrays(dtype, shape=(7, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    p, g = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    m = (0.1 * rng.standard_normal(shape)).astype(dtype)
+    v = (0.01 * rng.random(shape)).astype(dtype)
+    vmax = (v + 0.01 * rng.random(shape)).astype(dtype)
+    return [p, g, m, v, vmax]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_step_into_is_bitwise_adam_step(dtype, amsgrad):
+    from scratchvae.optim.adam import adam_step, adam_step_into
+
+    a = _adam_arrays(dtype)
+    b = [x.copy() for x in a]
+    hyper = (0.9, 0.999, 0.37, 3e-5)
+    for _ in range(3):  # state carried over steps, and the buffer reused with stale contents
+        adam_step(np, a[0], a[1], a[2], a[3], a[4] if amsgrad else None, *hyper)
+        buf = np.full(a[0].shape, np.nan, dtype)
+        adam_step_into(np, b[0], b[1], b[2], b[3], b[4] if amsgrad else None, *hyper, buf)
+    for name, x, y in zip(["p", "g", "m", "v", "vmax"], a, b):
+        np.testing.assert_array_equal(x, y, err_msg=name)
+    assert not np.array_equal(a[0], _adam_arrays(dtype)[0])  # it did move the parameter
+
+
+def test_adam_scratch_buffer_is_shared_and_grows():
+    """One buffer per dtype, as large as the largest parameter seen; smaller parameters take a view."""
+    small, big = nn.Parameter(np.ones(3)), nn.Parameter(np.ones((4, 5)))
+    opt = optim.Adam([small, big], lr=0.1)
+    small.grad, big.grad = np.full(3, 2.0), np.full((4, 5), -1.0)
+    opt.step()
+    (buf,) = opt._scratch_buffers.values()
+    assert buf.size == 20
+    np.testing.assert_allclose(small.data, 0.9)  # the first step is lr * sign(g)
+    np.testing.assert_allclose(big.data, 1.1)
+    assert "scratch" not in str(opt.state_dict())  # working memory, not state
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_cupy_adam_forms_equal_array_api_form(amsgrad):
+    cupy = pytest.importorskip("cupy")
+    from scratchvae.autograd.ops import cupy_kernels
+    from scratchvae.optim.adam import adam_step, adam_step_into
+
+    want = _adam_arrays("float64")
+    hyper = (0.9, 0.999, 0.37, 3e-5)
+    adam_step(np, want[0], want[1], want[2], want[3], want[4] if amsgrad else None, *hyper)
+    got = [cupy.asarray(x) for x in _adam_arrays("float64")]
+    if amsgrad:
+        adam_step_into(cupy, *got, *hyper, cupy.empty_like(got[0]))
+    else:
+        cupy_kernels.adam_step(got[0], got[1], got[2], got[3], *hyper)
+    for name, x, y in zip(["p", "g", "m", "v"], want, got):
+        np.testing.assert_allclose(cupy.asnumpy(y), x, rtol=1e-12, atol=1e-15, err_msg=name)
+

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from ..optim.adam import adam_step_into
+
 __all__ = [
     "SIZES",
     "HandVAEStep",
@@ -46,16 +48,24 @@ def init_params(rng, dtype=np.float32, sizes=SIZES):
     return [rng.uniform(-1 / np.sqrt(f), 1 / np.sqrt(f), s).astype(dtype) for s, f in zip(shapes, fan_in)]
 
 
-def _softplus(a):
-    # log1p(e) by Goldberg's correction log(u) - ((u - 1) - e)/u: NumPy's float32 log1p is a scalar
-    # loop ~5x slower than log; the engine uses the same formula, so the comparison is fair.
+def _softplus_and_sigmoid(a, want_sigmoid=True):
+    """(softplus(a), sigmoid(a) or None), both from the one exponential e = exp(-|a|), u = 1 + e.
+
+    log1p(e) by Goldberg's correction log(u) - ((u - 1) - e)/u (NumPy's float32 log1p is a scalar
+    loop ~5x slower than log); sigmoid = e/u for a < 0, 1/u otherwise.  The engine uses the same
+    formulas (scratchvae/autograd/ops/elementwise.py), so the comparison is fair.
+    """
     e = np.exp(-np.abs(a))
     u = 1 + e
-    return np.maximum(a, 0) + (np.log(u) - ((u - 1) - e) / u)
+    sp = np.maximum(a, 0) + (np.log(u) - ((u - 1) - e) / u)
+    if not want_sigmoid:
+        return sp, None
+    neg = (a < 0).astype(a.dtype)
+    return sp, (e * neg + (1 - neg)) / u
 
 
-def _sigmoid(a):
-    return np.exp(np.minimum(a, 0)) / (1 + np.exp(-np.abs(a)))
+def _softplus(a):
+    return _softplus_and_sigmoid(a, want_sigmoid=False)[0]
 
 
 def _check(activation, head, params):
@@ -121,13 +131,14 @@ def hand_loss_and_grads(params, x, eps, activation="relu", head="log_var"):
     z = mu + se
     dec_caches, h_last, logits = _decode(dec, z, activation)
     var = std * std
-    rec = np.sum(x * logits - _softplus(logits))
+    softplus, sigmoid = _softplus_and_sigmoid(logits)
+    rec = np.sum(x * logits - softplus)
     kl = 0.5 * np.sum(mu * mu + var - 1 - 2 * t)
     loss = kl - rec
 
     grads = [None] * len(params)
     pos = len(params)
-    g = _sigmoid(logits) - x
+    g = sigmoid - x
     # decoder, last layer first
     ins = [c[0] for c in dec_caches] + [h_last]
     for i in range(len(dec) - 1, -1, -1):
@@ -174,6 +185,7 @@ class HandVAEStep:
         self.lr, self.b1, self.b2, self.eps = lr, betas[0], betas[1], eps
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
+        self._buf = np.empty(max(p.size for p in params), params[0].dtype)
         self.t = 0
 
     def loss_and_grads(self, x, noise):
@@ -184,17 +196,11 @@ class HandVAEStep:
         self.t += 1
         c1 = 1 - self.b1 ** self.t
         c2 = 1 - self.b2 ** self.t
+        step_size, eps_hat = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            # The same in-place form as scratchvae.optim.Adam, so the comparison is of the engine.
-            m *= self.b1
-            m += (1 - self.b1) * g
-            v *= self.b2
-            v += (1 - self.b2) * (g * g)
-            denom = np.sqrt(v)
-            denom += self.eps * np.sqrt(c2)
-            step = m / denom
-            step *= self.lr * np.sqrt(c2) / c1
-            p -= step
+            # scratchvae.optim.Adam's own NumPy update, so the comparison is of the engine.
+            buf = self._buf[:p.size].reshape(p.shape)
+            adam_step_into(np, p, g, m, v, None, self.b1, self.b2, step_size, eps_hat, buf)
         return float(loss)
 
 

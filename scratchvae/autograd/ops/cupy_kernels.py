@@ -15,6 +15,12 @@ def is_cupy(a) -> bool:
     return type(a).__module__.startswith("cupy")
 
 
+def cupy_module():
+    import cupy
+
+    return cupy
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(name):
     import cupy
@@ -29,6 +35,11 @@ def _kernel(name):
         "sigmoid": ("T l", "T y", f"y = {sigmoid}"),
         "normal_kl_standard": ("T m, T t", "T y, T e2", "e2 = expm1((T)2 * t); y = (T)0.5 * (m * m + e2 - (T)2 * t)"),
         "reparameterize": ("T loc, T t, T eps", "T z, T se", "se = exp(t) * eps; z = loc + se"),
+        # Adam's update (scratchvae.optim.adam.adam_step) for one parameter: p, m and v are read
+        # and written in place, one launch instead of twelve (Chainer's Adam kernel has this form).
+        "adam_step": ("T g, T b1, T b2, T step_size, T eps_hat", "T p, T m, T v",
+                      ("m = b1 * m + ((T)1 - b1) * g; v = b2 * v + ((T)1 - b2) * (g * g); "
+                       "p -= step_size * (m / (sqrt(v) + eps_hat))")),
     }
     params_in, params_out, body = kernels[name]
     return cupy.ElementwiseKernel(params_in, params_out, body, f"scratchvae_{name}")
@@ -58,3 +69,9 @@ def normal_kl_standard(m, t):
 def reparameterize(loc, t, eps):
     """Returns (z, exp(t) eps)."""
     return _kernel("reparameterize")(loc, t, eps)
+
+
+def adam_step(p, g, m, v, b1, b2, step_size, eps_hat):
+    """Adam's update of ``p``, ``m``, ``v`` in place; the scalars go in the arrays' dtype."""
+    t = p.dtype.type
+    _kernel("adam_step")(g, t(b1), t(b2), t(step_size), t(eps_hat), p, m, v)
