@@ -71,11 +71,28 @@ def test_numpy_log1p_fast_path_is_within_a_few_ulp(dtype, max_ulp):
 
     rng = np.random.default_rng(0)
     e = np.concatenate([rng.random(20_000), 10.0 ** rng.uniform(-40, 0, 20_000), [0.0, 1.0]]).astype(dtype)
-    got = _log1p_small(xp, e).astype(np.longdouble)
+    got = _log1p_small(xp, e, 1 + e).astype(np.longdouble)
     exact = np.log1p(e.astype(np.longdouble))
     ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.longdouble)
     ulp[exact == 0] = np.finfo(dtype).smallest_subnormal
     assert float(np.max(np.abs(got - exact) / ulp)) <= max_ulp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_from_shared_exponential_is_bitwise_the_two_exponential_form(bk, dtype):
+    """_sigmoid picks e/u or 1/u with a 0/1 mask; it must give the very bits of
+    exp(min(x, 0)) / (1 + exp(-|x|)), the textbook stable form, at every input, the extremes included."""
+    from scratchvae.autograd.ops.elementwise import _sigmoid
+
+    rng = np.random.default_rng(1)
+    x_np = np.concatenate([rng.standard_normal(5000) * 30, EXTREMES.astype(np.float64), [0.0, -0.0]]).astype(dtype)
+    x = bk.array(x_np)
+    got = bk.numpy(_sigmoid(bk.xp, x))
+    want = np.exp(np.minimum(x_np, 0)) / (1 + np.exp(-np.abs(x_np)))
+    if bk.name == "cupy":  # another libm: the same formula, not the same last bit
+        np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
+    else:
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.filterwarnings("error")

@@ -55,13 +55,12 @@ class LinearFunction(Function):
         gx = gw = gb = None
         if self.needs[0]:
             gx = gy @ w.T                                     # (..., out) @ (out, in)
+        g2 = gy if gy.ndim == 2 else xp.reshape(gy, (-1, gy.shape[-1]))  # leading axes folded into rows
         if self.needs[1]:
-            n_in = x.shape[-1]
-            x2 = xp.reshape(x, (-1, n_in))                    # leading axes folded into rows
-            g2 = xp.reshape(gy, (-1, gy.shape[-1]))
+            x2 = x if x.ndim == 2 else xp.reshape(x, (-1, x.shape[-1]))
             gw = x2.T @ g2                                    # (in, N) @ (N, out)
         if len(self.needs) > 2 and self.needs[2]:
-            gb = xp.sum(xp.reshape(gy, (-1, gy.shape[-1])), axis=0)
+            gb = xp.sum(g2, axis=0)
         return (gx, gw, gb)
 
 

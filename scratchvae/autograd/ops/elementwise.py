@@ -107,25 +107,39 @@ class Tanh(Function):
         return (gy * (1.0 - y * y),)
 
 
-def _log1p_small(xp, e):
-    """log(1 + e) for e in [0, 1]: the term that makes softplus and log_sigmoid stable.
+def _exp_neg_abs(xp, x):
+    """(e, u) = (exp(-|x|), 1 + e): what softplus, log-sigmoid and sigmoid of x are made of.
+
+    The exponent is never positive, so nothing overflows for any finite x; e lies in (0, 1].
+    """
+    e = xp.exp(-xp.abs(x))
+    return e, 1.0 + e
+
+
+def _log1p_small(xp, e, u):
+    """log(1 + e) for e in [0, 1] with u = 1 + e: the term that makes softplus and log_sigmoid stable.
 
     NumPy's log1p is a scalar libm loop, about 5x slower than its vectorized log, and on a VAE's
     logits it is the single most expensive call of a training step.  On NumPy we therefore use
-    Goldberg's correction, log(u) - ((u - 1) - e) / u with u = 1 + e: exact when u rounds to 1
-    (it returns e), within 4 ulp elsewhere (tests/test_stability.py).  Other backends have a fast
-    log1p and use it.
+    Goldberg's correction, log(u) - ((u - 1) - e) / u: exact when u rounds to 1 (it returns e),
+    within 4 ulp elsewhere (tests/test_stability.py).  Other backends have a fast log1p and use it.
     """
     if type(e) is np.ndarray:
-        u = 1.0 + e
         return xp.log(u) - ((u - 1.0) - e) / u
     return xp.log1p(e)
 
 
-def _sigmoid(xp, x):
-    # exp(min(x, 0)) / (1 + exp(-|x|)) is 1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x) for x < 0:
-    # neither exponent is ever positive, so nothing overflows, and no branch (where) is needed.
-    return xp.exp(xp.minimum(x, 0.0)) / (1.0 + xp.exp(-xp.abs(x)))
+def _sigmoid(xp, x, e=None, u=None):
+    """1 / (1 + e^-x) from e = exp(-|x|) and u = 1 + e (computed here unless given).
+
+    It is 1/u for x >= 0 and e/u (= e^x / (1 + e^x)) for x < 0: no exponent is ever positive.  A
+    0/1 mask picks the numerator exactly (a mask product: where() is several times slower in
+    NumPy), so an op that already has e and u gets the sigmoid without another exponential.
+    """
+    if e is None:
+        e, u = _exp_neg_abs(xp, x)
+    neg = xp.astype(x < 0, e.dtype)
+    return (e * neg + (1.0 - neg)) / u
 
 
 class Sigmoid(Function):
@@ -156,29 +170,36 @@ class ReLU(Function):
 
 
 class Softplus(Function):
-    """y = log(1 + e^x) = max(x, 0) + log1p(e^-|x|);  dy/dx = sigmoid(x)."""
+    """y = log(1 + e^x) = max(x, 0) + log1p(e^-|x|);  dy/dx = sigmoid(x).
+
+    The backward's sigmoid is made in the forward from the same e^-|x| (see _sigmoid), and it is
+    all the backward keeps.
+    """
 
     def forward(self, x):
-        self.saved = x
         if cupy_kernels.is_cupy(x):
+            self.saved = cupy_kernels.sigmoid(x) if self.needs[0] else None
             return cupy_kernels.softplus(x)
         xp = namespace(x)
-        return xp.maximum(x, 0.0) + _log1p_small(xp, xp.exp(-xp.abs(x)))
+        e, u = _exp_neg_abs(xp, x)
+        self.saved = _sigmoid(xp, x, e, u) if self.needs[0] else None
+        return xp.maximum(x, 0.0) + _log1p_small(xp, e, u)
 
     def backward(self, gy):
-        return (gy * _sigmoid(namespace(gy), self.saved),)
+        return (gy * self.saved,)
 
 
 class LogSigmoid(Function):
-    """y = log sigmoid(x) = min(x, 0) - log1p(e^-|x|);  dy/dx = sigmoid(-x)."""
+    """y = log sigmoid(x) = min(x, 0) - log1p(e^-|x|);  dy/dx = sigmoid(-x) (kept from the forward)."""
 
     def forward(self, x):
         xp = namespace(x)
-        self.saved = x
-        return xp.minimum(x, 0.0) - _log1p_small(xp, xp.exp(-xp.abs(x)))
+        e, u = _exp_neg_abs(xp, x)  # |-x| = |x|: the same e and u serve sigmoid(-x)
+        self.saved = _sigmoid(xp, -x, e, u) if self.needs[0] else None
+        return xp.minimum(x, 0.0) - _log1p_small(xp, e, u)
 
     def backward(self, gy):
-        return (gy * _sigmoid(namespace(gy), -self.saved),)
+        return (gy * self.saved,)
 
 
 class AsType(Function):

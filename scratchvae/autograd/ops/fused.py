@@ -11,33 +11,37 @@ from ...backend import namespace
 from ..tensor import Function, Tensor, sum_to
 from . import cupy_kernels
 from ._common import as_tensor
-from .elementwise import _log1p_small, _sigmoid
+from .elementwise import _exp_neg_abs, _log1p_small, _sigmoid
 
 
 class BernoulliLogProb(Function):
     """y = x l - softplus(l) = log Bernoulli(x | logits l);  dy/dl = x - sigmoid(l), dy/dx = l.
 
-    The widest elementwise chain of a VAE step (batch x pixels): as one node it keeps only x and l,
-    and its backward needs one sigmoid.  docs/elbo.md#the-bernoulli-likelihood.
+    The widest elementwise chain of a VAE step (batch x pixels).  The forward makes sigmoid(l)
+    from the same e^-|l| as the softplus (one exponential in all), and the backward needs only
+    that and x.  docs/elbo.md#the-bernoulli-likelihood.
     """
 
     def forward(self, x, logits):
-        self.saved = (x, logits)
         if cupy_kernels.is_cupy(logits):
+            # One kernel each way; the backward's kernel recomputes the sigmoid from the logits.
+            self.saved = (x, logits, None)
             return cupy_kernels.bernoulli_log_prob(x, logits)
         xp = namespace(logits)
-        return x * logits - (xp.maximum(logits, 0.0) + _log1p_small(xp, xp.exp(-xp.abs(logits))))
+        e, u = _exp_neg_abs(xp, logits)
+        s = _sigmoid(xp, logits, e, u) if self.needs[1] else None
+        self.saved = (x, logits if self.needs[0] else None, s)
+        return x * logits - (xp.maximum(logits, 0.0) + _log1p_small(xp, e, u))
 
     def backward(self, gy):
-        x, logits = self.saved
+        x, logits, s = self.saved
         gx = sum_to(gy * logits, x.shape) if self.needs[0] else None
         gl = None
         if self.needs[1]:
-            if cupy_kernels.is_cupy(gy):
-                gl = cupy_kernels.bernoulli_log_prob_grad(gy, x, logits)
+            if s is None:
+                gl = sum_to(cupy_kernels.bernoulli_log_prob_grad(gy, x, logits), logits.shape)
             else:
-                gl = gy * (x - _sigmoid(namespace(gy), logits))
-            gl = sum_to(gl, logits.shape)
+                gl = sum_to(gy * (x - s), s.shape)  # s has the logits' shape
         return gx, gl
 
 
