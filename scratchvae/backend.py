@@ -259,14 +259,29 @@ def to_numpy(x) -> np.ndarray:
     return backend_of(data).to_numpy(data)
 
 
+_SUPPORTED_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+# (type, dtype) -> name: NumPy's dtype.name is Python code, ~5 us a call.  The type leads the key so
+# that dtypes of two libraries are never compared (array-api-strict warns when they are).
+_dtype_names: dict = {}
+
+
 def _dtype_name(dtype) -> str:
     if isinstance(dtype, str):
         name = dtype
     else:
+        try:
+            return _dtype_names[type(dtype), dtype]
+        except (KeyError, TypeError):  # not seen yet, or unhashable
+            pass
         name = getattr(dtype, "name", None) or str(dtype)
         name = name.rsplit(".", 1)[-1]
-    if name not in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"):
+    if name not in _SUPPORTED_DTYPES:
         raise ValueError(f"scratchvae: unsupported dtype {dtype!r}")
+    if not isinstance(dtype, str):
+        try:
+            _dtype_names[type(dtype), dtype] = name
+        except TypeError:
+            pass
     return name
 
 

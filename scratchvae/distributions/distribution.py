@@ -143,6 +143,8 @@ def _float_params(*values) -> list:
     The first Tensor or array among ``values`` fixes the backend; Python numbers take its dtype.
     Integer parameters become the default float dtype.
     """
+    if _same_float_tensors(values):  # the common case, checked cheaply: nothing to convert
+        return list(values)
     ref = None
     for v in values:
         if isinstance(v, Tensor):
@@ -160,7 +162,21 @@ def _float_params(*values) -> list:
     return [None if t is None else (t if dtype_name(t.dtype) == target else F.astype(t, target)) for t in out]
 
 
+def _same_float_tensors(values) -> bool:
+    """True when every value is None or a Tensor of one array type and one floating dtype."""
+    first = values[0]
+    if not isinstance(first, Tensor):
+        return False
+    kind, dtype = type(first.data), first.data.dtype
+    for v in values:
+        if v is not None and not (isinstance(v, Tensor) and type(v.data) is kind and v.data.dtype == dtype):
+            return False
+    return is_floating(dtype)
+
+
 def _broadcast_shape(*shapes) -> tuple:
+    if shapes and all(s == shapes[0] for s in shapes):
+        return tuple(shapes[0])
     try:
         return tuple(int(s) for s in np.broadcast_shapes(*shapes))
     except ValueError as e:
