@@ -65,11 +65,13 @@ class Adam(Optimizer):
         step_size, eps_hat = lr * math.sqrt(bc2) / bc1, eps * math.sqrt(bc2)
         m, v, vmax = state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")
         a = p.data
-        if is_cupy(a) and vmax is None:
+        if type(a) is np.ndarray:
+            adam_step_into(np, a, grad, m, v, vmax, b1, b2, step_size, eps_hat, self._scratch(a))
+        elif is_cupy(a) and vmax is None:
             cupy_kernels.adam_step(a, grad, m, v, b1, b2, step_size, eps_hat)
-        elif type(a) is np.ndarray or is_cupy(a):
-            lib = np if type(a) is np.ndarray else cupy_kernels.cupy_module()
-            adam_step_into(lib, a, grad, m, v, vmax, b1, b2, step_size, eps_hat, self._scratch(a))
+        elif is_cupy(a):
+            adam_step_into(cupy_kernels.cupy_module(), a, grad, m, v, vmax, b1, b2, step_size, eps_hat,
+                           self._scratch(a))
         else:
             adam_step(namespace(a), a, grad, m, v, vmax, b1, b2, step_size, eps_hat)
 
