@@ -70,31 +70,39 @@ def _encode(encode, x: Tensor) -> Distribution:
     return q
 
 
+def _log_px(decode, z: Tensor, x: Tensor) -> Tensor:
+    """log p(x | z), one value per row of z: decode(z) checked to be a Distribution, and its
+    log_prob checked to have summed over the pixels."""
+    px = decode(z)
+    if not isinstance(px, Distribution):
+        raise TypeError(f"decode(z) must return a Distribution p(x|z), got {type(px).__name__}")
+    lp = px.log_prob(x)
+    n = z.shape[0]
+    if lp.shape != (n,):
+        raise ValueError(
+            f"decode(z).log_prob(x) has shape {lp.shape} for {n} latents; p(x|z) must give one value per "
+            "example, summed over the pixels -- wrap it, e.g. Independent(Bernoulli(logits=...), 1) or use "
+            "bernoulli_likelihood / gaussian_likelihood (docs/elbo.md#reduction-contract)"
+        )
+    return lp
+
+
 def _decode_log_prob(decode, z: Tensor, x: Tensor, s: int) -> Tensor:
     """log p(x | z_s) of shape (S, B): decode the S*B latents at once, x repeated for each sample."""
     b = x.shape[0]
     zf = F.reshape(z, (s * b,) + tuple(z.shape[2:]))
-    px = decode(zf)
-    if not isinstance(px, Distribution):
-        raise TypeError(f"decode(z) must return a Distribution p(x|z), got {type(px).__name__}")
     xs = x if s == 1 else F.reshape(F.broadcast_to(F.expand_dims(x, 0), (s,) + x.shape), (s * b,) + x.shape[1:])
-    lp = px.log_prob(xs)
-    if lp.shape != (s * b,):
-        raise ValueError(
-            f"decode(z).log_prob(x) has shape {lp.shape} for {s * b} latents; p(x|z) must give one value per "
-            "example, summed over the pixels -- wrap it, e.g. Independent(Bernoulli(logits=...), 1) or use "
-            "bernoulli_likelihood / gaussian_likelihood (docs/elbo.md#reduction-contract)"
-        )
-    return F.reshape(lp, (s, b))
+    return F.reshape(_log_px(decode, zf, xs), (s, b))
 
 
-def _rsample(q: Distribution, s: int, generator) -> Tensor:
+def _rsample(q: Distribution, s: int | None, generator) -> Tensor:
+    """s reparameterized draws, (s, B, latent...); s=None: one draw without the sample axis."""
     if not q.has_rsample:
         raise ValueError(
             f"q(z|x) is a {type(q).__name__}, which has no reparameterized rsample; the ELBO's gradient "
             "through z needs one (use a Normal-based q, or a score-function estimator)"
         )
-    return q.rsample((s,), generator=generator)
+    return q.rsample(() if s is None else (s,), generator=generator)
 
 
 def _factorized(q: Distribution, prior: Distribution):
@@ -108,7 +116,7 @@ def _factorized(q: Distribution, prior: Distribution):
 
 def _flat_dims(t: Tensor, b: int) -> Tensor:
     """(B, d1, d2, ...) -> (B, d1 * d2 * ...): one column per latent dimension."""
-    return F.reshape(t, (b, t.size // b))
+    return t if t.ndim == 2 else F.reshape(t, (b, t.size // b))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,10 +150,17 @@ def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "
     x = _as_x(x)
     b = x.shape[0]
     q = _encode(encode, x)
-    z = _rsample(q, s, generator)  # (S, B, latent...)
-    log_px_z = _decode_log_prob(decode, z, x, s)  # (S, B)
-    # One sample, the usual case, is its own average: a reshape node costs less than a mean node.
-    reconstruction = F.reshape(log_px_z, (b,)) if s == 1 else F.mean(log_px_z, axis=0)
+    if s == 1:
+        # One sample, the usual case, is its own average: drawn without the sample axis it needs
+        # neither the reshapes nor the means of the general case (the same numbers, fewer nodes).
+        z = _rsample(q, None, generator)  # (B, latent...)
+        reconstruction = _log_px(decode, z, x)
+    else:
+        z = _rsample(q, s, generator)  # (S, B, latent...)
+        reconstruction = F.mean(_decode_log_prob(decode, z, x, s), axis=0)
+
+    def sample_mean(t):  # the Monte-Carlo average over the S draws (axis 0; absent when S = 1)
+        return t if s == 1 else F.mean(t, axis=0)
 
     fact = _factorized(q, prior)
     kl_per_dim = None
@@ -165,10 +180,10 @@ def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "
     else:
         if fact is not None:
             per = fact[0].log_prob(z) - fact[1].log_prob(z)  # (S, B, latent...)
-            kl_per_dim = _flat_dims(F.mean(per, axis=0), b)
+            kl_per_dim = _flat_dims(sample_mean(per), b)
             kl_total = F.sum(kl_per_dim, axis=-1)
         else:
-            kl_total = F.mean(q.log_prob(z) - prior.log_prob(z), axis=0)
+            kl_total = sample_mean(q.log_prob(z) - prior.log_prob(z))
     if kl_total.shape != (b,):
         raise ValueError(f"elbo: the KL has shape {kl_total.shape}, expected one value per example ({b},)")
 

@@ -129,6 +129,24 @@ def test_mlp_layout_and_prior_follow_the_backend(bk):
     np.testing.assert_allclose(bk.numpy(r.kl), bk.numpy(r.kl_per_dim).sum(axis=1), rtol=1e-5)
 
 
+def test_prior_follows_a_replaced_encoder():
+    """The prior's backend and dtype come from the first parameter, a lookup cached against the
+    module registry: replacing a sub-module must be seen at once."""
+    from scratchvae.nn.module import registry_version
+
+    model = VAE.mlp(12, [6], 3, dtype="float32", generator=sv.Generator(0))
+    assert sv.backend.dtype_name(model.prior.base_dist.loc.dtype) == "float32"
+    v = registry_version()
+    other = VAE.mlp(12, [6], 3, dtype="float64", generator=sv.Generator(0))
+    model.encoder = other.encoder
+    assert registry_version() != v
+    assert model._first_parameter() is other.encoder.body[0].weight
+    assert sv.backend.dtype_name(model.prior.base_dist.loc.dtype) == "float64"
+    del model.encoder
+    model.encoder = VAE.mlp(12, [6], 3, dtype="float32", generator=sv.Generator(0)).encoder
+    assert sv.backend.dtype_name(model.prior.base_dist.loc.dtype) == "float32"
+
+
 def test_config_round_trip_rebuilds_the_same_model(tmp_path):
     model = VAE.mlp(20, [10, 6], 3, "softplus", likelihood="gaussian", gaussian_scale="per_pixel",
                     encoder_head="softplus", generator=sv.Generator(0))

@@ -42,11 +42,17 @@ class Normal(Distribution):
 
     def __init__(self, loc, scale, validate_args=None, *, _log_scale=None, _log_name="log_scale"):
         standard = _is_number(loc) and _is_number(scale) and float(loc) == 0.0 and float(scale) == 1.0
+        if scale is None and _log_scale is None:
+            raise ValueError("Normal: scale is required (or use Normal.from_log_var / Normal.from_log_scale)")
         loc, scale, log_scale = _float_params(loc, scale, _log_scale)
-        tensors = [loc, scale] + ([log_scale] if log_scale is not None else [])
-        shape, tensors = _broadcast_all(*tensors)
-        self.loc, self.scale = tensors[0], tensors[1]
-        self._log_scale = tensors[2] if log_scale is not None else None
+        given = [t for t in (loc, scale, log_scale) if t is not None]
+        shape, given = _broadcast_all(*given)
+        it = iter(given)
+        self.loc = next(it)
+        # Built from a log, the scale exp(log sigma) is made only when something asks for it: the
+        # fused reparameterization and KL read log sigma, so a VAE step never needs it.
+        self._scale = next(it) if scale is not None else None
+        self._log_scale = next(it) if log_scale is not None else None
         #: True for N(0, 1) built from the numbers 0 and 1 (or Normal.standard): the KL fast path.
         self._standard = standard
         super().__init__(batch_shape=shape, validate_args=validate_args)
@@ -66,13 +72,13 @@ class Normal(Distribution):
         """N(loc, exp(log_var)): the variance's log, so scale = exp(0.5 * log_var) (never exp(log_var))."""
         loc, log_var = _float_params(loc, log_var)
         log_scale = 0.5 * log_var
-        return cls(loc, F.exp(log_scale), validate_args, _log_scale=log_scale, _log_name="log_var")
+        return cls(loc, None, validate_args, _log_scale=log_scale, _log_name="log_var")
 
     @classmethod
     def from_log_scale(cls, loc, log_scale, validate_args=None) -> Normal:
         """N(loc, exp(log_scale)^2): the standard deviation's log."""
         loc, log_scale = _float_params(loc, log_scale)
-        return cls(loc, F.exp(log_scale), validate_args, _log_scale=log_scale)
+        return cls(loc, None, validate_args, _log_scale=log_scale)
 
     @classmethod
     def standard(cls, shape=(), dtype=None, backend=None) -> Normal:
@@ -84,6 +90,13 @@ class Normal(Distribution):
         d = cls(zeros, ones, validate_args=False, _log_scale=zeros)
         d._standard = True
         return d
+
+    @property
+    def scale(self) -> Tensor:
+        """sigma (for a Normal built from a log: exp(log sigma), made on first use)."""
+        if self._scale is None:
+            self._scale = F.exp(self._log_scale)
+        return self._scale
 
     # -- moments -------------------------------------------------------------------------------------
     @property

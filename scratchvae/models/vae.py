@@ -34,6 +34,7 @@ from ..elbo import iwae_bound as _iwae_bound
 from ..elbo import log_likelihood as _log_likelihood
 from ..nn import MLP, Identity, Linear, Module, Parameter, init
 from ..nn.activation import ACTIVATIONS
+from ..nn.module import registry_version
 
 __all__ = [
     "ENCODER_HEADS",
@@ -346,7 +347,17 @@ class VAE(Module):
         """p(z), on the backend and in the dtype of the model's parameters."""
         if self._fixed_prior is not None:
             return self._fixed_prior
-        return self.prior_module.distribution(next(iter(self.parameters()), None))
+        return self.prior_module.distribution(self._first_parameter())
+
+    def _first_parameter(self):
+        """The first Parameter, whose backend and dtype the prior and host inputs follow; looked up
+        once per change of the module tree (nn.module.registry_version), not on every step."""
+        version = registry_version()
+        cached = self.__dict__.get("_first_param_cache")
+        if cached is None or cached[0] != version:
+            cached = (version, next(iter(self.parameters()), None))
+            object.__setattr__(self, "_first_param_cache", cached)
+        return cached[1]
 
     def encode(self, x) -> Distribution:
         """q(z|x) for a batch x of shape (B, input_dim)."""
@@ -363,7 +374,7 @@ class VAE(Module):
     def _as_input(self, x) -> Tensor:
         if isinstance(x, Tensor):
             return x
-        p = next(iter(self.parameters()), None)
+        p = self._first_parameter()
         if isinstance(x, np.ndarray) and p is not None:
             # Host data goes to the parameters' backend and dtype: the one allowed crossing.
             return _tensor(backend_of(p.data).from_numpy(x, dtype_name(p.dtype)))

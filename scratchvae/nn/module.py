@@ -78,6 +78,15 @@ def _place(value, like, what: str):
     return target.from_numpy(np.array(src.to_numpy(value), dtype=dtype))
 
 
+_registry = {"version": 0}  # bumped whenever any module gains or loses a parameter or sub-module
+
+
+def registry_version() -> int:
+    """A number that changes whenever any Module's parameters or sub-modules are added, replaced or
+    removed: what a lookup over the module tree may be cached against."""
+    return _registry["version"]
+
+
 class Module:
     """Base class of every layer and model (the PyTorch ``nn.Module`` idea).
 
@@ -99,6 +108,8 @@ class Module:
                 f"cannot assign {type(value).__name__} '{name}' before Module.__init__() ran; "
                 f"call super().__init__() first in {type(self).__name__}.__init__"
             )
+        if params is not None and (isinstance(value, (Parameter, Module)) or name in params or name in self._modules):
+            _registry["version"] += 1
         if isinstance(value, Parameter):
             self._modules.pop(name, None)
             params[name] = value
@@ -123,6 +134,7 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
+        _registry["version"] += 1
         self.__dict__.get("_parameters", {}).pop(name, None)
         self.__dict__.get("_modules", {}).pop(name, None)
         object.__delattr__(self, name)
@@ -132,6 +144,7 @@ class Module:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got {type(param).__name__}")
         if param is None:
+            _registry["version"] += 1
             self._parameters[name] = None
             object.__setattr__(self, name, None)
         else:
@@ -142,6 +155,7 @@ class Module:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module or None, got {type(module).__name__}")
         if module is None:
+            _registry["version"] += 1
             self._modules[name] = None
             object.__setattr__(self, name, None)
         else:
