@@ -1,5 +1,5 @@
 """Fused ops equal the compositions they replace, forward and backward, on every backend; on a GPU
-the CuPy kernels equal the NumPy formulas."""
+the CuPy kernels equal the NumPy formulas; where nvcc is installed, the kernels compile."""
 
 import numpy as np
 import pytest
@@ -71,3 +71,50 @@ def test_cupy_kernels_equal_numpy_formulas():
         np.testing.assert_allclose(g(kl), 0.5 * (m**2 + np.expm1(2.0 * t) - 2.0 * t), rtol=rtol * 10, atol=1e-6)
         z, se = K.reparameterize(c(m), c(t), c(eps))
         np.testing.assert_allclose(g(z), m + np.exp(t) * eps, rtol=rtol, atol=1e-6)
+
+
+def _cuda_source(kernels) -> str:
+    """Each ElementwiseKernel body in the shape CuPy expands it to: inputs read into ``const T``
+    values, outputs bound as ``T&`` references, instantiated for T = float and double."""
+    def names(spec):
+        return [p.split()[1] for p in spec.split(",")]
+
+    out = []
+    for name, (pin, pout, body) in kernels.items():
+        ins, outs = names(pin), names(pout)
+        args = ", ".join([f"const T* __restrict__ in_{a}" for a in ins] + [f"T* out_{a}" for a in outs] + ["int n"])
+        loads = " ".join([f"const T {a} = in_{a}[i];" for a in ins] + [f"T &{a} = out_{a}[i];" for a in outs])
+        out.append(f"template <typename T> __global__ void k_{name}({args}) {{\n"
+                   f"  int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i >= n) return;\n"
+                   f"  {loads}\n  {body};\n}}")
+        for t in ("float", "double"):
+            types = ", ".join([f"const {t}*"] * len(ins) + [f"{t}*"] * len(outs) + ["int"])
+            out.append(f"template __global__ void k_{name}<{t}>({types});")
+    return "\n".join(out) + "\n"
+
+
+def test_cupy_kernel_sources_compile_with_nvcc_and_stay_single_precision(tmp_path):
+    """No GPU needed: nvcc compiles every kernel body (a typo or a type error fails here, not on the
+    first GPU run), and the float32 kernels contain no float64 instruction (an uncast literal such
+    as 0.1 would silently promote a float kernel to double)."""
+    import re
+    import shutil
+    import subprocess
+
+    from scratchvae.autograd.ops.cupy_kernels import KERNELS
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc (the CUDA compiler) is not installed")
+    src = tmp_path / "kernels.cu"
+    src.write_text(_cuda_source(KERNELS))
+    ptx = tmp_path / "kernels.ptx"
+    done = subprocess.run([nvcc, "-std=c++17", "-Werror", "all-warnings", "--ptx", "-o", str(ptx), str(src)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"nvcc rejected the kernels:\n{done.stderr}"
+    entries = re.split(r"\.visible \.entry ", ptx.read_text())[1:]
+    assert len(entries) == 2 * len(KERNELS)
+    for entry in entries:
+        mangled = entry.split("(", 1)[0]
+        if "IfE" in mangled:  # the T = float instantiation
+            assert ".f64" not in entry, f"{mangled} computes in float64"

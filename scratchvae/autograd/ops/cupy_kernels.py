@@ -21,27 +21,32 @@ def cupy_module():
     return cupy
 
 
+# CUDA's C++ math overloads (exp, log1p, expm1, fabs, fmax, fmin, sqrt) serve float and double alike.
+_SOFTPLUS = "(fmax(l, (T)0) + log1p(exp(-fabs(l))))"
+_SIGMOID = "(exp(fmin(l, (T)0)) / ((T)1 + exp(-fabs(l))))"
+
+#: name -> (input parameters, output parameters, loop body) of each ElementwiseKernel.  Plain
+#: strings, so tests/test_fused.py can compile them with nvcc on a machine without a GPU.
+KERNELS = {
+    "bernoulli_log_prob": ("T x, T l", "T y", f"y = x * l - {_SOFTPLUS}"),
+    "bernoulli_log_prob_grad": ("T gy, T x, T l", "T gl", f"gl = gy * (x - {_SIGMOID})"),
+    "softplus": ("T l", "T y", f"y = {_SOFTPLUS}"),
+    "sigmoid": ("T l", "T y", f"y = {_SIGMOID}"),
+    "normal_kl_standard": ("T m, T t", "T y, T e2", "e2 = expm1((T)2 * t); y = (T)0.5 * (m * m + e2 - (T)2 * t)"),
+    "reparameterize": ("T loc, T t, T eps", "T z, T se", "se = exp(t) * eps; z = loc + se"),
+    # Adam's update (scratchvae.optim.adam.adam_step) for one parameter: p, m and v are read and
+    # written in place, one launch instead of twelve (Chainer's Adam kernel has this form).
+    "adam_step": ("T g, T b1, T b2, T step_size, T eps_hat", "T p, T m, T v",
+                  ("m = b1 * m + ((T)1 - b1) * g; v = b2 * v + ((T)1 - b2) * (g * g); "
+                   "p -= step_size * (m / (sqrt(v) + eps_hat))")),
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(name):
     import cupy
 
-    # CUDA's C++ math overloads (exp, log1p, expm1, fabs, fmax, fmin) serve float and double alike.
-    softplus = "(fmax(l, (T)0) + log1p(exp(-fabs(l))))"
-    sigmoid = "(exp(fmin(l, (T)0)) / ((T)1 + exp(-fabs(l))))"
-    kernels = {
-        "bernoulli_log_prob": ("T x, T l", "T y", f"y = x * l - {softplus}"),
-        "bernoulli_log_prob_grad": ("T gy, T x, T l", "T gl", f"gl = gy * (x - {sigmoid})"),
-        "softplus": ("T l", "T y", f"y = {softplus}"),
-        "sigmoid": ("T l", "T y", f"y = {sigmoid}"),
-        "normal_kl_standard": ("T m, T t", "T y, T e2", "e2 = expm1((T)2 * t); y = (T)0.5 * (m * m + e2 - (T)2 * t)"),
-        "reparameterize": ("T loc, T t, T eps", "T z, T se", "se = exp(t) * eps; z = loc + se"),
-        # Adam's update (scratchvae.optim.adam.adam_step) for one parameter: p, m and v are read
-        # and written in place, one launch instead of twelve (Chainer's Adam kernel has this form).
-        "adam_step": ("T g, T b1, T b2, T step_size, T eps_hat", "T p, T m, T v",
-                      ("m = b1 * m + ((T)1 - b1) * g; v = b2 * v + ((T)1 - b2) * (g * g); "
-                       "p -= step_size * (m / (sqrt(v) + eps_hat))")),
-    }
-    params_in, params_out, body = kernels[name]
+    params_in, params_out, body = KERNELS[name]
     return cupy.ElementwiseKernel(params_in, params_out, body, f"scratchvae_{name}")
 
 
