@@ -104,6 +104,52 @@ def test_mlp_gradcheck(bk, float64, act):
         restore()
 
 
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("lead", [(5,), (2, 3)], ids=["batch", "batch2d"])
+def test_fused_linear_activation_equals_linear_then_activation(bk, float64, act, bias, lead):
+    """linear(..., activation=act) is act(linear(...)): the same outputs and the same gradients
+    for x, W and b, and its own backward passes gradcheck (docs/nn.md#linear)."""
+    rng = np.random.default_rng(9)
+    args = [rng.standard_normal(lead + (4,)), rng.standard_normal((4, 3))] + ([rng.standard_normal(3)] if bias else [])
+    args[0][..., 0] = 0.0  # a column of exact zeros in x W + b would be relu's kink: keep away from it
+    gy = rng.standard_normal(lead + (3,))
+    activation = {"relu": NF.relu, "tanh": NF.tanh}[act]
+    results = []
+    for fused in (True, False):
+        ts = [bk.tensor(a, requires_grad=True) for a in args]
+        y = NF.linear(*ts, activation=act) if fused else activation(NF.linear(*ts))
+        y.backward(bk.array(gy))
+        results.append([bk.numpy(y)] + [bk.numpy(t.grad) for t in ts])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+    ts = [bk.tensor(a, requires_grad=True) for a in args]
+    assert sv.gradcheck(lambda *t: NF.linear(*t, activation=act), ts)
+
+
+def test_mlp_runs_each_linear_activation_pair_as_one_node(bk):
+    """MLP fuses Linear + ReLU/Tanh (the exact classes) into one node; other activations, and
+    subclasses that may change forward, run as their own modules."""
+    from scratchvae.autograd.tensor import _topological_order
+
+    x = bk.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    for act, fused in (("relu", True), ("tanh", True), ("softplus", False)):
+        mlp = nn.MLP([3, 5, 4, 2], activation=act, generator=Generator(0))
+        kinds = [type(t._ctx).__name__ for t in _topological_order(mlp(x).sum())]
+        assert kinds.count("LinearFunction") == 3
+        assert len(kinds) == (4 if fused else 6), kinds  # 3 Linear (+ 2 activations) + the sum
+    class Shifted(nn.ReLU):
+        def forward(self, x):
+            return NF.relu(x) + 1.0
+
+    mlp = nn.MLP([3, 5, 2], activation=Shifted, generator=Generator(0))
+    plain = nn.MLP([3, 5, 2], activation="relu", generator=Generator(0))
+    np.testing.assert_allclose(bk.numpy(mlp(x)) - bk.numpy(plain(x)),
+                               np.ones((2, 1)) @ bk.numpy(plain[2].weight).sum(axis=0, keepdims=True), rtol=1e-5)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        NF.linear(x, bk.tensor(np.ones((3, 2), np.float32)), activation="gelu")
+
+
 def test_linear_wrong_input_width_is_a_clear_error(bk):
     lin = nn.Linear(4, 3)
     with pytest.raises(ValueError, match=r"in_features=4"):

@@ -85,16 +85,22 @@ def _layers(params, n_hidden):
     return pairs[:n_hidden], pairs[n_hidden], pairs[n_hidden + 1], pairs[n_hidden + 2:]
 
 
+def _affine_act(h, W, b, activation):
+    """act(h W + b), the bias and the activation applied in place to the fresh product (as the
+    engine's fused Linear + activation does)."""
+    a = h @ W
+    a += b
+    return np.maximum(a, 0, out=a) if activation == "relu" else np.tanh(a, out=a)
+
+
 def _encode(params, x, activation, head):
     """Forward through the encoder: (body caches, mu, t = log sigma, n_hidden)."""
     n_hidden = _check(activation, head, params)
     body, (Wm, bm), (Ws, bs), _ = _layers(params, n_hidden)
     caches, h = [], x
     for W, b in body:
-        a = h @ W + b
-        out = np.maximum(a, 0) if activation == "relu" else np.tanh(a)
-        # ReLU's backward needs the pre-activation's sign, tanh's the output (1 - h^2).
-        caches.append((h, a if activation == "relu" else out))
+        out = _affine_act(h, W, b, activation)
+        caches.append((h, out))  # both derivatives read off the output: [out > 0], 1 - out^2
         h = out
     mu = h @ Wm + bm
     s = h @ Ws + bs
@@ -105,9 +111,8 @@ def _encode(params, x, activation, head):
 def _decode(dec, z, activation):
     caches, h = [], z
     for W, b in dec[:-1]:
-        a = h @ W + b
-        out = np.maximum(a, 0) if activation == "relu" else np.tanh(a)
-        caches.append((h, a if activation == "relu" else out))
+        out = _affine_act(h, W, b, activation)
+        caches.append((h, out))
         h = out
     W, b = dec[-1]
     return caches, h, h @ W + b

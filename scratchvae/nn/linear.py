@@ -12,23 +12,39 @@ import math
 import numpy as np
 
 from ..autograd import Function, Tensor
+from ..autograd.ops import cupy_kernels
+from ..autograd.ops.cupy_kernels import is_cupy
 from ..backend import _make, dtype_name, get_backend, get_default_dtype, namespace
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Linear", "LinearFunction", "linear"]
+__all__ = ["FUSED_ACTIVATIONS", "Linear", "LinearFunction", "linear"]
+
+
+#: Activations a Linear node can apply itself (Linear followed by ReLU/Tanh in an MLP).
+FUSED_ACTIVATIONS = ("relu", "tanh")
 
 
 class LinearFunction(Function):
-    """y = x W + b for x of shape (..., in), W (in, out), b (out,).
+    """y = act(x W + b) for x of shape (..., in), W (in, out), b (out,), act = identity, relu or tanh.
 
     Backward (docs/nn.md#linear), with X and G the inputs and output gradients flattened to
-    (N, in) and (N, out) over the leading axes:
+    (N, in) and (N, out) over the leading axes, and G first multiplied by act'(y)
+    (1 where y > 0 for relu, 1 - y^2 for tanh):
     dL/dx = G W^T,   dL/dW = X^T G,   dL/db = sum over rows of G.
+
+    An MLP's Linear + ReLU (or Tanh) runs as one node: the activation is applied in place to the
+    fresh x W + b, so the pair saves one (N, out) array, one graph node and, on CuPy, one kernel
+    launch each way (tests/test_nn.py::test_fused_linear_activation_equals_linear_then_activation).
     """
 
-    __slots__ = ()
+    __slots__ = ("activation",)
     name = "linear"
+
+    def __init__(self, activation=None):
+        if activation is not None and activation not in FUSED_ACTIVATIONS:
+            raise ValueError(f"linear: activation must be one of {FUSED_ACTIVATIONS} or None, got {activation!r}")
+        self.activation = activation
 
     def forward(self, x, w, b=None):
         if w.ndim != 2:
@@ -40,18 +56,33 @@ class LinearFunction(Function):
             )
         if b is not None and tuple(b.shape) != (w.shape[1],):
             raise ValueError(f"the bias must have shape ({w.shape[1]},) to match the weight, got {tuple(b.shape)}")
-        self.saved = (x if self.needs[1] else None, w if self.needs[0] else None)
+        act = self.activation
         y = x @ w
-        if b is not None:
-            if y.dtype == b.dtype:
-                y += b  # y is a fresh array: add in place, no second (N, out) buffer
-            else:
-                y = y + b
+        if act is not None and b is not None and is_cupy(y) and y.dtype == b.dtype:
+            cupy_kernels.bias_activation(y, b, act)  # y = act(y + b) in place, one kernel
+        else:
+            if b is not None:
+                if y.dtype == b.dtype:
+                    y += b  # y is a fresh array: add in place, no second (N, out) buffer
+                else:
+                    y = y + b
+            if act is not None:
+                y = _activate(y, act)
+        # The activation's derivative is read off its output, so y is kept only when there is one.
+        self.saved = (x if self.needs[1] else None, w if self.needs[0] else None, y if act is not None else None)
         return y
 
     def backward(self, gy):
-        x, w = self.saved
+        x, w, y = self.saved
         xp = namespace(gy)
+        act = self.activation
+        if act is not None:
+            if is_cupy(gy):
+                gy = cupy_kernels.activation_grad(gy, y, act)
+            elif act == "relu":
+                gy = gy * xp.astype(y > 0, gy.dtype)  # a 0/1 mask: exact, and faster than where()
+            else:
+                gy = gy * (1.0 - y * y)
         gx = gw = gb = None
         if self.needs[0]:
             gx = gy @ w.T                                     # (..., out) @ (out, in)
@@ -64,11 +95,20 @@ class LinearFunction(Function):
         return (gx, gw, gb)
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x @ weight + bias as one fused op (weight of shape (in_features, out_features))."""
+def _activate(y, act):
+    """act(y) for a fresh array y, in place where the library allows it (NumPy's out=)."""
+    if type(y) is np.ndarray:
+        return np.maximum(y, 0, out=y) if act == "relu" else np.tanh(y, out=y)
+    xp = namespace(y)
+    return xp.maximum(y, 0.0) if act == "relu" else xp.tanh(y)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None) -> Tensor:
+    """y = act(x @ weight + bias) as one fused op (weight of shape (in_features, out_features));
+    ``activation`` is None, "relu" or "tanh"."""
     if bias is None:
-        return LinearFunction()(x, weight)
-    return LinearFunction()(x, weight, bias)
+        return LinearFunction(activation)(x, weight)
+    return LinearFunction(activation)(x, weight, bias)
 
 
 class Linear(Module):

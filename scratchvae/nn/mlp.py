@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from .activation import ACTIVATIONS
-from .linear import Linear
+from .activation import ACTIVATIONS, ReLU, Tanh
+from .linear import Linear, linear
 from .module import Module, Sequential
 
 __all__ = ["MLP"]
@@ -49,3 +49,24 @@ class MLP(Sequential):
             layers.append(_make_activation(final_activation, "final_activation"))
         super().__init__(*layers)
         self.sizes = tuple(sizes)
+
+    def forward(self, x):
+        """The layers in order, each Linear followed by a plain ReLU or Tanh run as one fused node
+        (``linear(..., activation=)``): the same numbers as the two apart, one node fewer."""
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            m = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            act = _FUSABLE.get(type(nxt)) if type(m) is Linear else None
+            if act is not None:
+                x = linear(x, m.weight, m.bias, activation=act)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
+        return x
+
+
+# Exact types only: a subclass may change forward, and then it must run as written.
+_FUSABLE = {ReLU: "relu", Tanh: "tanh"}

@@ -34,6 +34,12 @@ KERNELS = {
     "sigmoid": ("T l", "T y", f"y = {_SIGMOID}"),
     "normal_kl_standard": ("T m, T t", "T y, T e2", "e2 = expm1((T)2 * t); y = (T)0.5 * (m * m + e2 - (T)2 * t)"),
     "reparameterize": ("T loc, T t, T eps", "T z, T se", "se = exp(t) * eps; z = loc + se"),
+    # Linear + activation (scratchvae.nn.linear): the bias add and the activation in place on the
+    # product x W, and the activation's derivative read off the output.
+    "bias_relu": ("T b", "T y", "T s = y + b; y = s < (T)0 ? (T)0 : s"),  # NaN passes, as in max()
+    "bias_tanh": ("T b", "T y", "y = tanh(y + b)"),
+    "relu_grad": ("T gy, T y", "T g", "g = y > (T)0 ? gy : (T)0"),
+    "tanh_grad": ("T gy, T y", "T g", "g = gy * ((T)1 - y * y)"),
     # Adam's update (scratchvae.optim.adam.adam_step) for one parameter: p, m and v are read and
     # written in place, one launch instead of twelve (Chainer's Adam kernel has this form).
     "adam_step": ("T g, T b1, T b2, T step_size, T eps_hat", "T p, T m, T v",
@@ -80,3 +86,14 @@ def adam_step(p, g, m, v, b1, b2, step_size, eps_hat):
     """Adam's update of ``p``, ``m``, ``v`` in place; the scalars go in the arrays' dtype."""
     t = p.dtype.type
     _kernel("adam_step")(g, t(b1), t(b2), t(step_size), t(eps_hat), p, m, v)
+
+
+def bias_activation(y, b, activation):
+    """y = act(y + b) in place (act "relu" or "tanh"); b broadcasts over y's rows."""
+    _kernel(f"bias_{activation}")(b, y)
+    return y
+
+
+def activation_grad(gy, y, activation):
+    """gy * act'(y) with act' read off the output y."""
+    return _kernel(f"{activation}_grad")(gy, y)
