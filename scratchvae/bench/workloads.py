@@ -235,11 +235,13 @@ def _op_cases(xp, F, a_arr, b_arr, g, g0):
         y = xp.tanh(a_arr)
         return g * (1.0 - y * y)
 
-    def raw_softplus():
+    def raw_softplus():  # the engine's calls: the sigmoid made in the forward from the same e, u
         e = xp.exp(-xp.abs(a_arr))
         u = 1.0 + e
+        neg = xp.astype(a_arr < 0, a_arr.dtype)
+        s = (e * neg + (1.0 - neg)) / u
         y = xp.maximum(a_arr, 0.0) + (xp.log(u) - ((u - 1.0) - e) / u)
-        return y, g * (xp.exp(xp.minimum(a_arr, 0.0)) / (1.0 + xp.exp(-xp.abs(a_arr))))
+        return y, g * s
 
     return {
         "add": (lambda a, b: a + b, lambda: a_arr + b_arr, g),
