@@ -14,6 +14,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..autograd.ops import cupy_kernels
 from ..autograd.ops.cupy_kernels import is_cupy
+from ..autograd.ops.elementwise import _relu_mask
 from ..backend import _make, dtype_name, get_backend, get_default_dtype, namespace
 from . import init
 from .module import Module, Parameter
@@ -80,7 +81,7 @@ class LinearFunction(Function):
             if is_cupy(gy):
                 gy = cupy_kernels.activation_grad(gy, y, act)
             elif act == "relu":
-                gy = gy * xp.astype(y > 0, gy.dtype)  # a 0/1 mask: exact, and faster than where()
+                gy = gy * _relu_mask(xp, y, gy.dtype)
             else:
                 gy = gy * (1.0 - y * y)
         gx = gw = gb = None

@@ -164,9 +164,14 @@ class ReLU(Function):
         return y
 
     def backward(self, gy):
-        xp = namespace(gy)
-        # multiply by the 0/1 mask: as exact as where() and several times faster in NumPy
-        return (gy * xp.astype(self.saved > 0, gy.dtype),)
+        return (gy * _relu_mask(namespace(gy), self.saved, gy.dtype),)
+
+
+def _relu_mask(xp, y, dtype):
+    """[y > 0] as a factor: exact, and several times faster than where() in NumPy, which also
+    multiplies by the bool mask directly (the Array API needs it cast to the float dtype first)."""
+    mask = y > 0
+    return mask if type(mask) is np.ndarray else xp.astype(mask, dtype)
 
 
 class Softplus(Function):

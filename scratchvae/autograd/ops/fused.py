@@ -41,7 +41,9 @@ class BernoulliLogProb(Function):
             if s is None:
                 gl = sum_to(cupy_kernels.bernoulli_log_prob_grad(gy, x, logits), logits.shape)
             else:
-                gl = sum_to(gy * (x - s), s.shape)  # s has the logits' shape
+                gl = x - s  # a fresh array of the output's shape: scaled in place
+                gl *= gy
+                gl = sum_to(gl, s.shape)  # s has the logits' shape
         return gx, gl
 
 
