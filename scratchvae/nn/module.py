@@ -141,25 +141,21 @@ class Module:
 
     def register_parameter(self, name: str, param):
         """Register ``param`` (a Parameter or None) under ``name`` (same as assigning the attribute)."""
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got {type(param).__name__}")
-        if param is None:
-            _registry["version"] += 1
-            self._parameters[name] = None
-            object.__setattr__(self, name, None)
-        else:
-            setattr(self, name, param)
+        self._register(name, param, Parameter, self._parameters, "register_parameter")
 
     def add_module(self, name: str, module):
         """Register ``module`` (a Module or None) under ``name``; used by containers for "0", "1", ..."""
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"add_module: {name!r} must be a Module or None, got {type(module).__name__}")
-        if module is None:
+        self._register(name, module, Module, self._modules, "add_module")
+
+    def _register(self, name, value, kind, registry, what):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{what}: {name!r} must be a {kind.__name__} or None, got {type(value).__name__}")
+        if value is None:  # an empty slot that stays in the registry (PyTorch's bias=None)
             _registry["version"] += 1
-            self._modules[name] = None
+            registry[name] = None
             object.__setattr__(self, name, None)
         else:
-            setattr(self, name, module)
+            setattr(self, name, value)
 
     # -- calling -------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
