@@ -94,23 +94,22 @@ def check_finite(dist: str, name: str, a) -> None:
 
 def check_positive(dist: str, name: str, a) -> None:
     """Raise unless every element of ``a`` is > 0 (NaN reported as NaN)."""
-    xp = namespace(a)
-    if _host_bool(xp.all(a > 0)):
-        return
-    _raise_nan(dist, name, a)
-    raise ValidationError(
-        f"{dist}: {name} must be > 0, got min {_fmt(_host_float(xp.min(a)))} in a tensor of shape {_shape(a)}"
-    )
+    _check_above_zero(dist, name, a, strict=True)
 
 
 def check_nonnegative(dist: str, name: str, a) -> None:
     """Raise unless every element of ``a`` is >= 0 (NaN reported as NaN)."""
+    _check_above_zero(dist, name, a, strict=False)
+
+
+def _check_above_zero(dist: str, name: str, a, strict: bool) -> None:
     xp = namespace(a)
-    if _host_bool(xp.all(a >= 0)):
+    if _host_bool(xp.all(a > 0 if strict else a >= 0)):
         return
     _raise_nan(dist, name, a)
     raise ValidationError(
-        f"{dist}: {name} must be >= 0, got min {_fmt(_host_float(xp.min(a)))} in a tensor of shape {_shape(a)}"
+        f"{dist}: {name} must be {'>' if strict else '>='} 0, got min {_fmt(_host_float(xp.min(a)))} "
+        f"in a tensor of shape {_shape(a)}"
     )
 
 
