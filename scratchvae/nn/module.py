@@ -342,7 +342,28 @@ class Module:
         return new
 
 
-class Sequential(Module):
+class _Numbered(Module):
+    """Sub-modules registered as "0", "1", ...: append, length, iteration and indexing (a slice
+    gives a new container of the same kind over the same modules)."""
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: expected a Module, got {type(module).__name__}")
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(list(self._modules.values()))
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        return self._of(mods[i]) if isinstance(i, slice) else mods[i]
+
+
+class Sequential(_Numbered):
     """Modules applied one after the other; registered as "0", "1", ... (so parameters are named
     "0.weight", "0.bias", ...)."""
 
@@ -357,21 +378,9 @@ class Sequential(Module):
                     raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
                 self.add_module(str(i), m)
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(list(self._modules.values()))
-
-    def __getitem__(self, i):
-        mods = list(self._modules.values())
-        if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
+    @staticmethod
+    def _of(modules):
+        return Sequential(*modules)
 
     def forward(self, x):
         for m in self._modules.values():
@@ -379,29 +388,18 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_Numbered):
     """A list of sub-modules registered as "0", "1", ... (for models that loop over layers)."""
 
     def __init__(self, modules=()):
         super().__init__()
         self.extend(modules)
 
-    def append(self, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: expected a Module, got {type(module).__name__}")
-        self.add_module(str(len(self._modules)), module)
-        return self
+    @staticmethod
+    def _of(modules):
+        return ModuleList(modules)
 
     def extend(self, modules):
         for m in modules:
             self.append(m)
         return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(list(self._modules.values()))
-
-    def __getitem__(self, i):
-        return list(self._modules.values())[i]
