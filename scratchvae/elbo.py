@@ -150,17 +150,17 @@ def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "
     x = _as_x(x)
     b = x.shape[0]
     q = _encode(encode, x)
+    # One sample, the usual case, is its own average: drawn without the sample axis it needs
+    # neither the reshapes nor the means of the general case (the same numbers, fewer nodes).
+    def sample_mean(t):  # the Monte-Carlo average over the S draws (axis 0; absent when S = 1)
+        return t if s == 1 else F.mean(t, axis=0)
+
     if s == 1:
-        # One sample, the usual case, is its own average: drawn without the sample axis it needs
-        # neither the reshapes nor the means of the general case (the same numbers, fewer nodes).
         z = _rsample(q, None, generator)  # (B, latent...)
         reconstruction = _log_px(decode, z, x)
     else:
         z = _rsample(q, s, generator)  # (S, B, latent...)
-        reconstruction = F.mean(_decode_log_prob(decode, z, x, s), axis=0)
-
-    def sample_mean(t):  # the Monte-Carlo average over the S draws (axis 0; absent when S = 1)
-        return t if s == 1 else F.mean(t, axis=0)
+        reconstruction = sample_mean(_decode_log_prob(decode, z, x, s))
 
     fact = _factorized(q, prior)
     kl_per_dim = None

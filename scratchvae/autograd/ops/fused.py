@@ -25,7 +25,7 @@ class BernoulliLogProb(Function):
     def forward(self, x, logits):
         if cupy_kernels.is_cupy(logits):
             # One kernel each way; the backward's kernel recomputes the sigmoid from the logits.
-            self.saved = (x, logits, None)
+            self.saved = (x, logits)
             return cupy_kernels.bernoulli_log_prob(x, logits)
         xp = namespace(logits)
         e, u = _exp_neg_abs(xp, logits)
@@ -34,17 +34,17 @@ class BernoulliLogProb(Function):
         return x * logits - (xp.maximum(logits, 0.0) + _log1p_small(xp, e, u))
 
     def backward(self, gy):
-        x, logits, s = self.saved
-        gx = sum_to(gy * logits, x.shape) if self.needs[0] else None
-        gl = None
-        if self.needs[1]:
-            if s is None:
-                gl = sum_to(cupy_kernels.bernoulli_log_prob_grad(gy, x, logits), logits.shape)
-            else:
+        if cupy_kernels.is_cupy(gy):
+            x, logits = self.saved
+            gl = cupy_kernels.bernoulli_log_prob_grad(gy, x, logits) if self.needs[1] else None
+        else:
+            x, logits, s = self.saved
+            gl = None
+            if self.needs[1]:
                 gl = x - s  # a fresh array of the output's shape: scaled in place
                 gl *= gy
-                gl = sum_to(gl, s.shape)  # s has the logits' shape
-        return gx, gl
+        return (sum_to(gy * logits, x.shape) if self.needs[0] else None,
+                None if gl is None else sum_to(gl, self.inputs[1].shape))
 
 
 class NormalKLStandard(Function):
