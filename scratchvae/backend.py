@@ -273,7 +273,12 @@ def _dtype_name(dtype) -> str:
             return _dtype_names[type(dtype), dtype]
         except (KeyError, TypeError):  # not seen yet, or unhashable
             pass
-        name = getattr(dtype, "name", None) or str(dtype)
+        name = getattr(dtype, "name", None)
+        if not isinstance(name, str):  # a scalar type such as np.float32 or float (NumPy spells these)
+            try:
+                name = np.dtype(dtype).name
+            except TypeError:
+                name = str(dtype)
         name = name.rsplit(".", 1)[-1]
     if name not in _SUPPORTED_DTYPES:
         raise ValueError(f"scratchvae: unsupported dtype {dtype!r}")

@@ -135,9 +135,13 @@ class Function:
     def __call__(self, *inputs: "Tensor") -> "Tensor":
         xs = [t.data for t in inputs]
         if len(xs) > 1 and not (type(xs[0]) is np.ndarray and type(xs[1]) is np.ndarray and len(xs) == 2):
-            _check_same_device(self, xs)
+            _check_same_device(self, xs, inputs)
         if _grad_mode.enabled:
-            needs = tuple([t.requires_grad for t in inputs])
+            try:
+                needs = tuple([t.requires_grad for t in inputs])
+            except AttributeError:
+                _check_tensors(self, inputs)
+                raise
             record = True in needs
         else:
             needs = (False,) * len(xs)
@@ -149,6 +153,7 @@ class Function:
         try:
             y = self.forward(*xs)
         except (ValueError, TypeError, IndexError) as e:
+            _check_tensors(self, inputs)
             raise type(e)(
                 f"{self.name}: {e} (input shapes {', '.join(str(tuple(x.shape)) for x in xs)})"
             ) from e
@@ -175,7 +180,18 @@ class Function:
         self.saved = None
 
 
-def _check_same_device(op, xs):
+def _check_tensors(op, inputs):
+    """A plain array where the op needs a Tensor: say so (and how to make one), not a confusing error
+    from deeper down.  Called on error paths only, so the hot path pays nothing for it."""
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(
+                f"{op.name}: input {i} is a {type(t).__module__}.{type(t).__name__}, not a Tensor; wrap it "
+                "with scratchvae.tensor(x) first (that places it on the current backend)"
+            )
+
+
+def _check_same_device(op, xs, inputs=()):
     """Refuse to combine arrays of two libraries or two devices -- never convert silently."""
     t0 = type(xs[0])
     for x in xs[1:]:
@@ -187,6 +203,7 @@ def _check_same_device(op, xs):
         d0 = xs[0].device
         if all(x.device == d0 for x in xs[1:]):
             return
+    _check_tensors(op, inputs)
     devices = ", ".join(device_of(x) for x in xs)
     raise ValueError(
         f"{op.name}: inputs live on different backends/devices ({devices}); move them to one "

@@ -48,24 +48,22 @@ def init_params(rng, dtype=np.float32, sizes=SIZES):
     return [rng.uniform(-1 / np.sqrt(f), 1 / np.sqrt(f), s).astype(dtype) for s, f in zip(shapes, fan_in)]
 
 
-def _softplus_and_sigmoid(a, want_sigmoid=True):
-    """(softplus(a), sigmoid(a) or None), both from the one exponential e = exp(-|a|), u = 1 + e.
+def _bernoulli_log_prob(x, a, want_sigmoid=True):
+    """(x a - softplus(a) elementwise, sigmoid(a) or None), both from one exponential e = exp(-|a|).
 
-    log1p(e) by Goldberg's correction log(u) - ((u - 1) - e)/u (NumPy's float32 log1p is a scalar
-    loop ~5x slower than log); sigmoid = e/u for a < 0, 1/u otherwise.  The engine uses the same
-    formulas (scratchvae/autograd/ops/elementwise.py), so the comparison is fair.
+    Summed as (x a - max(a, 0)) - log1p(e): for x = 1 and a large the two big terms cancel
+    exactly and the tiny log1p(e) survives (x a - softplus(a) would round it away).  log1p(e) by
+    Goldberg's correction log(u) - ((u - 1) - e)/u with u = 1 + e (NumPy's float32 log1p is a
+    scalar loop ~5x slower than log); sigmoid = e/u for a < 0, 1/u otherwise.  The engine uses the
+    same formulas (scratchvae/autograd/ops/fused.py), so the comparison is fair.
     """
     e = np.exp(-np.abs(a))
     u = 1 + e
-    sp = np.maximum(a, 0) + (np.log(u) - ((u - 1) - e) / u)
+    lp = (x * a - np.maximum(a, 0)) - (np.log(u) - ((u - 1) - e) / u)
     if not want_sigmoid:
-        return sp, None
+        return lp, None
     neg = (a < 0).astype(a.dtype)
-    return sp, (e * neg + (1 - neg)) / u
-
-
-def _softplus(a):
-    return _softplus_and_sigmoid(a, want_sigmoid=False)[0]
+    return lp, (e * neg + (1 - neg)) / u
 
 
 def _check(activation, head, params):
@@ -136,8 +134,8 @@ def hand_loss_and_grads(params, x, eps, activation="relu", head="log_var"):
     z = mu + se
     dec_caches, h_last, logits = _decode(dec, z, activation)
     var = std * std
-    softplus, sigmoid = _softplus_and_sigmoid(logits)
-    rec = np.sum(x * logits - softplus)
+    log_px_z, sigmoid = _bernoulli_log_prob(x, logits)
+    rec = np.sum(log_px_z)
     kl = 0.5 * np.sum(mu * mu + var - 1 - 2 * t)
     loss = kl - rec
 
@@ -235,7 +233,7 @@ def hand_log_likelihood(params, x, k, rng, activation="relu", head="log_var", ch
         eps = rng.standard_normal((c, b, d), dtype=mu.dtype)
         z = mu + std * eps
         logits = _decode(dec, z.reshape(c * b, d), activation)[2].reshape(c, b, -1)
-        log_px_z = np.sum(x * logits - _softplus(logits), axis=2)
+        log_px_z = np.sum(_bernoulli_log_prob(x, logits, want_sigmoid=False)[0], axis=2)
         lw = log_px_z - 0.5 * np.sum(z * z, axis=2) + 0.5 * np.sum(eps * eps, axis=2) + sum_t
         m = np.maximum(acc, lw.max(axis=0))
         acc = m + np.log(np.exp(acc - m) + np.exp(lw - m).sum(axis=0))

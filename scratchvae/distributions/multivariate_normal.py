@@ -62,12 +62,12 @@ def _tril_solve(L: Tensor, v: Tensor) -> Tensor:
     n = L.shape[-1]
     if L.ndim == 2:
         flat = F.reshape(v, (-1, n))
-        y = F.solve(L, F.transpose(flat))
+        y = F.solve_triangular(L, F.transpose(flat))
         return F.reshape(F.transpose(y), v.shape)
     batch = _broadcast_shape(v.shape[:-1], L.shape[:-2])
     vb = v if v.shape[:-1] == batch else F.broadcast_to(v, batch + (n,))
     Lb = L if L.shape[:-2] == batch else F.broadcast_to(L, batch + (n, n))
-    return F.squeeze(F.solve(Lb, F.expand_dims(vb, -1)), -1)
+    return F.squeeze(F.solve_triangular(Lb, F.expand_dims(vb, -1)), -1)
 
 
 def _tril_matvec(L: Tensor, v: Tensor) -> Tensor:
@@ -90,7 +90,8 @@ class MultivariateNormal(Distribution):
     ``loc`` has shape (..., n) and the matrix (..., n, n); ``batch_shape`` is their broadcast batch
     shape and ``event_shape`` is (n,), so ``log_prob`` returns one value per batch element.
     A covariance matrix is factorized once with ``F.cholesky`` (differentiable); a ``scale_tril``
-    must be lower triangular with a positive diagonal.  docs/tractable.md#the-full-covariance-gaussian.
+    must be lower triangular with a positive diagonal; only its lower triangle is read, so the
+    gradient on the upper triangle is exactly 0.  docs/tractable.md#the-full-covariance-gaussian.
     """
 
     has_rsample = True
@@ -142,6 +143,9 @@ class MultivariateNormal(Distribution):
                 C.check_finite("MultivariateNormal", "scale_tril", L.data)
                 C.check_positive("MultivariateNormal", "the diagonal of scale_tril", F.diagonal(L).data)
                 _check_lower_triangular(L)
+            # Only the lower triangle is the parameter: reading it through tril gives the (zero)
+            # upper triangle an exactly zero gradient wherever L is used, so SGD keeps L triangular.
+            L = F.tril(L)
         self.loc = loc if loc.shape == batch + (n,) else F.broadcast_to(loc, batch + (n,))
         self.scale_tril = L
         if self._validate_args:
@@ -255,11 +259,11 @@ def _kl_gaussians(loc_p, L_p, hld_p, loc_q, L_q, hld_q) -> Tensor:
     (|L_q^-1 L_p|_F^2 + |L_q^-1 (mu_q - mu_p)|^2 - n) / 2 + sum log diag L_q - sum log diag L_p."""
     n = loc_p.shape[-1]
     if L_q.ndim == 2 and L_p.ndim == 2:
-        M = F.solve(L_q, L_p)
+        M = F.solve_triangular(L_q, L_p)
     else:
         batch = _broadcast_shape(L_p.shape[:-2], L_q.shape[:-2])
         full = batch + (n, n)
-        M = F.solve(L_q if L_q.shape == full else F.broadcast_to(L_q, full),
+        M = F.solve_triangular(L_q if L_q.shape == full else F.broadcast_to(L_q, full),
                     L_p if L_p.shape == full else F.broadcast_to(L_p, full))
     trace = F.sum(F.square(M), axis=(-2, -1))
     maha = F.sum(F.square(_tril_solve(L_q, loc_q - loc_p)), axis=-1)

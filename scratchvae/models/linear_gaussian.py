@@ -178,8 +178,11 @@ class LinearGaussian(Module):
 
     def posterior_precision(self) -> Tensor:
         """M = W^T Psi^-1 W + I_k, the posterior precision (the same for every x)."""
-        wt_pinv = _mT(self.weight) * F.exp(-self._log_psi())  # (k, d): W^T Psi^-1
-        return F.matmul(wt_pinv, self.weight) + self._eye(self.latent_dim)
+        return F.matmul(self._wt_psi_inv(), self.weight) + self._eye(self.latent_dim)
+
+    def _wt_psi_inv(self) -> Tensor:
+        """W^T Psi^-1, shape (k, d)."""
+        return _mT(self.weight) * F.exp(-self._log_psi())
 
     def posterior(self, x) -> MultivariateNormal:
         """p(z | x) = N(M^-1 W^T Psi^-1 (x - b), M^-1), batch (B,), event (k,) (docs/tractable.md#posterior).
@@ -187,11 +190,11 @@ class LinearGaussian(Module):
         Usable as the exact encoder ``encode`` of ``scratchvae.elbo.elbo``.
         """
         x = _data(x, self.weight, self.data_dim, "LinearGaussian.posterior")
-        wt_pinv = _mT(self.weight) * F.exp(-self._log_psi())
-        M = F.matmul(wt_pinv, self.weight) + self._eye(self.latent_dim)
-        cov = F.solve(M, self._eye(self.latent_dim))
-        cov = 0.5 * (cov + _mT(cov))  # exactly symmetric, as Cholesky assumes
-        mean = _mT(F.solve(M, F.matmul(wt_pinv, _mT(x - self.bias))))
+        # M = L L^T, so M^-1 = A^T A with A = L^-1: two triangular solves, and a covariance that
+        # is symmetric by construction (as Cholesky assumes).
+        A = F.solve_triangular(F.cholesky(self.posterior_precision()), self._eye(self.latent_dim))
+        cov = F.matmul(_mT(A), A)
+        mean = _mT(F.matmul(cov, F.matmul(self._wt_psi_inv(), _mT(x - self.bias))))
         return MultivariateNormal(mean, covariance_matrix=cov)
 
     encode = posterior

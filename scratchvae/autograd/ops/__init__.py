@@ -6,7 +6,7 @@ from .elementwise import (
     abs, astype, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
 )
 from .fused import bernoulli_log_prob, normal_kl_standard, reparameterize
-from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, tril
+from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, solve_triangular, tril
 from .reduce import logsumexp, max, mean, min, sum
 from .select import clip, maximum, minimum, where
 from .shape import (
@@ -18,7 +18,7 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "rpow",
     "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "tanh", "sigmoid", "relu", "softplus",
     "log_sigmoid", "astype", "bernoulli_log_prob", "normal_kl_standard", "reparameterize",
-    "matmul", "cholesky", "solve", "diagonal", "tril", "logdet_spd",
+    "matmul", "cholesky", "solve", "solve_triangular", "diagonal", "tril", "logdet_spd",
     "sum", "mean", "max", "min", "logsumexp",
     "where", "clip", "maximum", "minimum",
     "reshape", "transpose", "permute", "broadcast_to", "getitem", "concatenate", "concat", "stack",

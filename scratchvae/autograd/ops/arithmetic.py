@@ -77,7 +77,8 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = x^p for a constant Python number p;  dy/dx = p x^(p-1)."""
+    """y = x^p for a constant Python number p;  dy/dx = p x^(p-1), and exactly 0 for p = 0
+    (x^0 = 1 is constant: p x^(p-1) would be 0 * inf = NaN at x = 0)."""
 
     __slots__ = ("p",)
 
@@ -91,6 +92,8 @@ class Pow(Function):
     def backward(self, gy):
         x = self.saved
         p = self.p
+        if p == 0:
+            return (gy * 0.0,)
         if p == 2:
             return (gy * (2.0 * x),)
         return (gy * (p * x ** (p - 1)),)

@@ -28,7 +28,8 @@ _SIGMOID = "(exp(fmin(l, (T)0)) / ((T)1 + exp(-fabs(l))))"
 #: name -> (input parameters, output parameters, loop body) of each ElementwiseKernel.  Plain
 #: strings, so tests/test_fused.py can compile them with nvcc on a machine without a GPU.
 KERNELS = {
-    "bernoulli_log_prob": ("T x, T l", "T y", f"y = x * l - {_SOFTPLUS}"),
+    # (x l - max(l, 0)) - log1p(e^-|l|), not x l - softplus(l), which cancels (fused.py).
+    "bernoulli_log_prob": ("T x, T l", "T y", "y = (x * l - fmax(l, (T)0)) - log1p(exp(-fabs(l)))"),
     "bernoulli_log_prob_grad": ("T gy, T x, T l", "T gl", f"gl = gy * (x - {_SIGMOID})"),
     "softplus": ("T l", "T y", f"y = {_SOFTPLUS}"),
     "sigmoid": ("T l", "T y", f"y = {_SIGMOID}"),

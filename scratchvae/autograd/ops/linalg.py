@@ -113,18 +113,56 @@ class Solve(Function):
                 sum_to(gb, self.inputs[1].data.shape) if self.needs[1] else None)
 
 
+class SolveTriangular(Function):
+    """X = T^-1 B with T = tril(A) (lower=True) or triu(A) (B of shape (..., n, k));
+    dB = T^-T dX,  dA = -tril(dB X^T) (or triu): only the triangle that is read gets a gradient.
+
+    The other triangle of A is never read (as in scipy.linalg.solve_triangular), so its gradient
+    is exactly 0 and a gradient step keeps a triangular factor triangular.  The Array API has no
+    triangular solver, so the forward solves with T by LU; for a triangular T that is the
+    substitution's answer to rounding.  docs/autograd.md#matrix-functions.
+    """
+
+    __slots__ = ("lower",)
+
+    def __init__(self, lower=True):
+        self.lower = lower
+
+    def forward(self, a, b):
+        if b.ndim < 2:
+            raise ValueError(
+                f"solve_triangular needs B of shape (..., n, k), got {tuple(b.shape)}; use b[:, None] for a vector")
+        xp = namespace(a)
+        t = xp.tril(a) if self.lower else xp.triu(a)
+        x = xp.linalg.solve(t, b)
+        self.saved = (t, x if self.needs[0] else None)
+        return x
+
+    def backward(self, gx):
+        xp = namespace(gx)
+        t, x = self.saved
+        gb = xp.linalg.solve(_mT(xp, t), gx)
+        ga = None
+        if self.needs[0]:
+            ga = -gb @ _mT(xp, x)
+            ga = sum_to(xp.tril(ga) if self.lower else xp.triu(ga), self.inputs[0].data.shape)
+        return (ga, sum_to(gb, self.inputs[1].data.shape) if self.needs[1] else None)
+
+
 class Diagonal(Function):
-    """d = diag(A) over the last two axes;  dA = dd placed on the diagonal."""
+    """d = diag(A) over the last two axes of A (..., m, n), d of shape (..., min(m, n));
+    dA = dd placed on the diagonal of an m x n zero matrix."""
 
     def forward(self, a):
-        self.saved = a.shape[-1]
+        self.saved = a.shape[-2:]
         return namespace(a).linalg.diagonal(a)
 
     def backward(self, gd):
         xp = namespace(gd)
-        n = self.saved
-        eye = xp.eye(n, dtype=gd.dtype, device=getattr(gd, "device", None))
-        return (gd[..., None] * eye,)
+        m, n = self.saved
+        eye = xp.eye(m, n, dtype=gd.dtype, device=getattr(gd, "device", None))
+        # d_i sits at (i, i): along the rows when m <= n (i runs over rows), else along the columns.
+        return ((gd[..., :, None] if m <= n else gd[..., None, :]) * eye,)
 
 
 class Tril(Function):
@@ -152,6 +190,14 @@ def solve(a, b) -> Tensor:
     if not isinstance(a, Tensor):
         a = as_tensor(a, b)
     return Solve()(a, as_tensor(b, a))
+
+
+def solve_triangular(a, b, lower=True) -> Tensor:
+    """X with T X = B, where T is the lower (``lower=True``) or upper triangle of A; the other
+    triangle is ignored and gets no gradient."""
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, b)
+    return SolveTriangular(lower)(a, as_tensor(b, a))
 
 
 def diagonal(a) -> Tensor:

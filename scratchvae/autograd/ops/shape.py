@@ -190,9 +190,9 @@ def getitem(x, index) -> Tensor:
     """x[index] for basic slicing (ints, slices, None, ...) and integer-array (gather) indexing."""
     if _is_basic(index):
         # NumPy fills missing trailing axes implicitly; the Array API asks for an explicit "...".
-        items = index if isinstance(index, tuple) else (index,)
-        if Ellipsis not in items:
-            index = items + (Ellipsis,)
+        index = index if isinstance(index, tuple) else (index,)
+        if Ellipsis not in index:
+            index = index + (Ellipsis,)
         return GetItem(index)(x)
     index = _device_index(index, x.data)
     if not isinstance(index, tuple) and getattr(index, "ndim", 0) == 1 and "int" in str(index.dtype):
