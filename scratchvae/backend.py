@@ -9,6 +9,7 @@ Nothing here converts a device array to host unless asked to (``to_numpy``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "to_numpy",
     "set_default_dtype",
     "get_default_dtype",
+    "using_backend",
 ]
 
 
@@ -327,6 +329,27 @@ def set_default_dtype(dtype) -> None:
 
 def get_default_dtype() -> str:
     return _state["dtype"]
+
+
+@contextlib.contextmanager
+def using_backend(name=None, dtype=None):
+    """Within the block, ``name`` is the current backend and ``dtype`` the default dtype (None: leave it).
+
+    Both are put back on exit, also when the block raises; a backend that was never chosen stays
+    unchosen (the next get_backend() reads $SCRATCHVAE_BACKEND again).  Yields the current backend::
+
+        with using_backend("cupy", "float32") as b:
+            ...
+    """
+    saved = dict(_state)
+    try:
+        if name is not None:
+            set_backend(name)
+        if dtype is not None:
+            set_default_dtype(dtype)
+        yield get_backend()
+    finally:
+        _state.update(saved)
 
 
 def dtype_name(dtype) -> str:

@@ -280,7 +280,7 @@ def _cmd_sample(args) -> int:
     import numpy as np
 
     from .backend import to_numpy
-    from .plots import _show_grid, image_grid
+    from .plots import image_grid, show_grid
     from .random import Generator
     from .train import load_run
 
@@ -289,7 +289,7 @@ def _cmd_sample(args) -> int:
     model, _config, _meta = load_run(args.run, backend=args.backend)
     images = to_numpy(model.sample(args.n, generator=Generator(args.seed)))
     out = Path(args.out) if args.out else _run_folder(args.run) / "figures" / "samples.png"
-    _show_grid(image_grid(images, min(8, args.n)), out, f"{args.n} samples: E[x | z], z ~ p(z)")
+    show_grid(image_grid(images, min(8, args.n)), out, f"{args.n} samples: E[x | z], z ~ p(z)")
     _log(f"wrote {out}")
     if args.npy:
         np.save(args.npy, images)
@@ -300,7 +300,7 @@ def _cmd_sample(args) -> int:
 def _cmd_plot(args) -> int:
     from .plots import make_figures
     from .random import Generator
-    from .train import _read_metrics, load_run
+    from .train import load_run, read_metrics
 
     model, config, meta = load_run(args.run, backend=args.backend)
     x, labels = _test_data(config, meta, args.n_test)
@@ -309,7 +309,7 @@ def _cmd_plot(args) -> int:
     if "manifold" in (args.what or []) and model.latent_dim != 2:
         raise ValueError(f"the manifold figure needs a 2-D latent space; this model has {model.latent_dim} dims")
     paths = make_figures(Path(args.out) if args.out else folder / "figures", model, x, labels,
-                         _read_metrics(folder), generator=Generator(args.seed), what=what)
+                         read_metrics(folder), generator=Generator(args.seed), what=what)
     for p in paths:
         _log(f"wrote {p}")
     return 0

@@ -30,6 +30,7 @@ __all__ = [
     "plot_manifold",
     "plot_reconstructions",
     "plot_samples",
+    "show_grid",
 ]
 
 _SIDE = 28
@@ -64,7 +65,8 @@ def image_grid(images: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
     return grid
 
 
-def _show_grid(grid, path, title):
+def show_grid(grid, path, title) -> Path:
+    """Draw a 2-D image grid (from :func:`image_grid`) in grey levels, with ``title`` above it, to ``path``."""
     h, w = grid.shape
     fig = _figure(max(3.0, w / 40), max(3.0, h / 40) + 0.4)
     ax = fig.add_axes([0, 0, 1, 0.92])
@@ -84,13 +86,13 @@ def plot_reconstructions(model, x: np.ndarray, path, n: int = 32, ncol: int = 8)
         rows.append(rec[start:start + ncol])
     padded = [np.concatenate([r, np.zeros((ncol - len(r), r.shape[1]))]) if len(r) < ncol else r for r in rows]
     grid = image_grid(np.concatenate(padded), ncol)
-    return _show_grid(grid, path, "inputs (odd rows) and reconstructions E[x | z = posterior mean] (even rows)")
+    return show_grid(grid, path, "inputs (odd rows) and reconstructions E[x | z = posterior mean] (even rows)")
 
 
 def plot_samples(model, path, n: int = 64, ncol: int = 8, generator=None) -> Path:
     """E[x|z] for n draws z ~ p(z)."""
     images = to_numpy(model.sample(n, generator=generator, mean=True))
-    return _show_grid(image_grid(images, ncol), path, "samples: E[x | z], z ~ p(z)")
+    return show_grid(image_grid(images, ncol), path, "samples: E[x | z], z ~ p(z)")
 
 
 def _posterior_means(model, x, batch_size=1000) -> np.ndarray:
@@ -144,7 +146,7 @@ def plot_manifold(model, path, n: int = 20) -> Path:
     zt = _tensor(backend_of(p.data).from_numpy(z, dtype_name(p.dtype)))
     with no_grad():
         images = to_numpy(model.decode_mean(zt))
-    return _show_grid(image_grid(images, n), path, "decoded latent grid: z = Phi^-1 of an even grid")
+    return show_grid(image_grid(images, n), path, "decoded latent grid: z = Phi^-1 of an even grid")
 
 
 def plot_curves(metrics: list, path) -> Path:

@@ -1,0 +1,101 @@
+"""The images of one run, on the host: where they come from, the validation split, the preprocessing.
+
+Built on :mod:`scratchvae.data` (the files, the binarizations, the loader).  The training images are
+stored as the preprocessing wants them (grey levels for 'dynamic', binarized once for 'fixed');
+validation and test images are ready to evaluate on: grey levels, or ONE Bernoulli draw from
+:data:`TEST_BINARIZATION_SEED`, so every run is evaluated on the same binary images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data import (
+    Preprocessing,
+    fixed_binarize,
+    grey_levels,
+    load_embedded,
+    load_mnist,
+    mnist_available,
+    pixel_means,
+    validation_split,
+)
+from ..data.mnist import cache_dir
+from .config import TrainConfig
+
+__all__ = ["TEST_BINARIZATION_SEED", "Data", "load_test_data", "prepare_data"]
+
+#: Binary test and validation sets are ONE Bernoulli draw of the grey images from this fixed seed,
+#: whatever the training seed: every run is evaluated on the same binary images.
+TEST_BINARIZATION_SEED = 0
+
+
+@dataclass
+class Data:
+    """Host arrays for one run: ``train`` as stored by the preprocessing (grey levels for 'dynamic',
+    binarized once for 'fixed'), ``valid`` and ``test`` ready to evaluate on, and where they came from."""
+
+    train: np.ndarray
+    valid: np.ndarray | None
+    test: np.ndarray
+    test_labels: np.ndarray
+    pixel_means: np.ndarray
+    source: str
+    preprocessing: Preprocessing
+
+
+def _resolve_source(config: TrainConfig, log) -> str:
+    if config.data == "embedded":
+        return "embedded"
+    if config.data == "mnist" or config.data_dir is not None:
+        return "mnist"
+    if mnist_available("train") and mnist_available("test"):
+        return "mnist"
+    log(f"note: the full MNIST files are not in {cache_dir()} and no --data-dir was given, so this run uses "
+        "the embedded subset (10,000 training and 2,000 test images); its numbers are not comparable with "
+        "full-MNIST results. Pass --data-dir DIR or --data mnist (downloads) for the full set.")
+    return "embedded"
+
+
+def _load_split(source: str, split: str, config: TrainConfig):
+    if source == "embedded":
+        return load_embedded(split, flatten=True)
+    return load_mnist(split, data_dir=config.data_dir, flatten=True, quiet=True)
+
+
+def _eval_ready(images: np.ndarray, binarize: str, dtype: str) -> np.ndarray:
+    """Grey levels, or ONE Bernoulli draw with the fixed evaluation seed (binary modes)."""
+    if binarize == "grey":
+        return grey_levels(images, dtype)
+    return fixed_binarize(images, TEST_BINARIZATION_SEED, dtype)
+
+
+def load_test_data(config: TrainConfig, source: str | None = None, n_test: int | None = None):
+    """The test images ready for evaluation (grey, or the fixed binarization) and their labels."""
+    source = source or ("embedded" if config.data == "embedded" else "mnist" if config.data == "mnist" else
+                        _resolve_source(config, lambda *_: None))
+    images, labels = _load_split(source, "test", config)
+    n = n_test if n_test is not None else config.n_test
+    if n is not None:
+        images, labels = images[:n], labels[:n]
+    return _eval_ready(images, config.binarize, config.dtype), labels
+
+
+def prepare_data(config: TrainConfig, log=print, source: str | None = None) -> Data:
+    """The run's :class:`Data`; ``source`` ("embedded" | "mnist") is the saved one when resuming, else
+    found from the config (``log`` gets the note when 'auto' falls back to the embedded subset)."""
+    source = source or _resolve_source(config, log)
+    images, _ = _load_split(source, "train", config)
+    if config.n_train is not None:
+        images = images[: config.n_train]
+    train_idx, valid_idx = validation_split(len(images), config.validation)
+    train_images = images[train_idx]
+    if len(train_images) == 0:
+        raise ValueError(f"no training images left after holding out {config.validation} for validation")
+    pp = Preprocessing(config.binarize, seed=config.seed, dtype=config.dtype)
+    valid = _eval_ready(images[valid_idx], config.binarize, config.dtype) if len(valid_idx) else None
+    test, labels = load_test_data(config, source)
+    return Data(train=pp.prepare(train_images), valid=valid, test=test, test_labels=labels,
+                pixel_means=pixel_means(train_images), source=source, preprocessing=pp)

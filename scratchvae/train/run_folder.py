@@ -1,0 +1,151 @@
+"""The run folder: every file a run reads and writes, each written atomically (docs/training.md#the-run-folder)::
+
+    run_dir/config.json       the full configuration (what --resume and `evaluate` rebuild from)
+    run_dir/metrics.jsonl     one JSON object per epoch: train / validation / test ELBO parts, lr, times
+    run_dir/checkpoint.npz    model, optimizer, scheduler, data-loader and random-generator state
+    run_dir/figures/*.png     reconstructions, samples, latent space, training curves (app.py draws them)
+
+A file is written to a temporary name and then renamed over the old one, so a crash mid-write
+leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .. import checkpoint as ckpt
+from ..backend import get_backend, set_backend, set_default_dtype
+from ..models.vae import VAE
+from .config import TrainConfig
+from .state import TrainState
+
+__all__ = [
+    "CHECKPOINT", "CONFIG", "FIGURES", "METRICS", "append_metrics", "check_new", "checkpoint_epoch",
+    "create", "default_run_dir", "load_checkpoint", "load_config", "load_run", "read_metrics",
+    "save_checkpoint", "update_config",
+]
+
+CONFIG, METRICS, CHECKPOINT, FIGURES = "config.json", "metrics.jsonl", "checkpoint.npz", "figures"
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def default_run_dir(config: TrainConfig, root="runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{config.preset or 'vae'}-{stamp}"
+
+
+# -- config.json ---------------------------------------------------------------------------------
+
+def check_new(run_dir) -> None:
+    """Raise FileExistsError when ``run_dir`` already holds a run (a new run never overwrites one)."""
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                              "or choose another --out folder")
+
+
+def create(run_dir, config: TrainConfig, data_source: str) -> None:
+    """Start a run folder: config.json (the config plus where the data came from) and an empty metrics.jsonl."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / CONFIG, {**config.to_dict(), "data_source": data_source})
+    _write_text(run_dir / METRICS, "")
+
+
+def load_config(run_dir) -> TrainConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: it has no {CONFIG} (train one with `scratchvae train`)")
+    with open(path) as f:
+        values = json.load(f)
+    return TrainConfig.from_dict(values).check()
+
+
+def update_config(run_dir, changed: dict) -> None:
+    """Change some fields of config.json (a resume with a new --epochs or --time-budget)."""
+    path = Path(run_dir) / CONFIG
+    _write_json(path, {**json.loads(path.read_text()), **changed})
+
+
+# -- metrics.jsonl -------------------------------------------------------------------------------
+
+def append_metrics(run_dir, row: dict) -> None:
+    path = Path(run_dir) / METRICS
+    _write_text(path, path.read_text() + json.dumps(row) + "\n")
+
+
+def read_metrics(run_dir, upto: int | None = None) -> list:
+    """The metrics rows of the run; with ``upto``, rows after that epoch (written by a session that
+    died before its checkpoint) are dropped from the file too."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if upto is not None:
+        kept = [r for r in rows if r["epoch"] <= upto]
+        if len(kept) != len(rows):
+            _write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+        rows = kept
+    return rows
+
+
+# -- checkpoint.npz ------------------------------------------------------------------------------
+
+def save_checkpoint(run_dir, state: TrainState, config: TrainConfig, data_source: str) -> None:
+    """Write the checkpoint (scratchvae.checkpoint writes it atomically): the state and, as metadata,
+    what ``load_run`` needs to rebuild the model without the config.json."""
+    meta = {"model_config": state.model.config, "train_config": config.to_dict(), "epoch": state.epoch,
+            "global_step": state.global_step, "data_source": data_source}
+    ckpt.save(state.state_dict(), Path(run_dir) / CHECKPOINT, metadata=meta)
+
+
+def load_checkpoint(run_dir) -> tuple[dict, dict]:
+    """(state, metadata) of the run's checkpoint, to resume from."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot resume: {path} does not exist (the run never finished an "
+                                "epoch or was not started)")
+    return ckpt.load(path, with_metadata=True)
+
+
+def checkpoint_epoch(run_dir):
+    """The epoch the run's checkpoint was saved after ("?" when it cannot be read)."""
+    try:
+        return ckpt.read_metadata(Path(run_dir) / CHECKPOINT).get("epoch")
+    except (OSError, ValueError):
+        return "?"
+
+
+def load_run(path, backend: str | None = None, dtype: str | None = None):
+    """(model, config, metadata) from a run folder or a checkpoint file, on ``backend`` (default: the run's).
+
+    Sets the current backend and default dtype to the run's (or the ones given).
+    """
+    path = Path(path)
+    ckpt_path = path / CHECKPOINT if path.is_dir() else path
+    if not ckpt_path.is_file():
+        hint = "it has no checkpoint.npz yet (no epoch finished)" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"cannot load a model from {path}: {hint}")
+    state, meta = ckpt.load(ckpt_path, with_metadata=True)
+    if "model_config" not in meta or "train_config" not in meta:
+        raise ValueError(f"{ckpt_path} is a checkpoint but not of a training run (no model/train config in it)")
+    config = TrainConfig.from_dict(meta["train_config"])
+    set_backend(backend or config.backend)
+    set_default_dtype(dtype or config.dtype)
+    model = VAE.from_config(meta["model_config"], validate_args=None if config.validate_args else False,
+                            dtype=dtype or config.dtype, backend=get_backend())
+    model.load_state_dict(state["model"])
+    return model, config, meta
