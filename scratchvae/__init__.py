@@ -13,6 +13,7 @@ from .backend import (
     set_backend,
     set_default_dtype,
     to_numpy,
+    using_backend,
 )
 from .checkpoint import load, save
 from .distributions import Bernoulli, Categorical, Independent, Normal, kl_divergence, register_kl
@@ -25,7 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
-    "set_backend", "get_backend", "set_default_dtype", "get_default_dtype", "to_numpy", "BackendError",
+    "set_backend", "get_backend", "set_default_dtype", "get_default_dtype", "using_backend", "to_numpy",
+    "BackendError",
     "manual_seed", "Generator", "gradcheck", "profile", "functional", "__version__",
     "nn", "optim", "checkpoint", "save", "load",
     "distributions", "Normal", "Bernoulli", "Categorical", "Independent", "kl_divergence", "register_kl",
