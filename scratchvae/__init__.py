@@ -22,6 +22,8 @@ from .gradcheck import gradcheck
 from .profiler import profile
 from .random import Generator, manual_seed
 
+from . import fast  # noqa: E402,I001  (last: registers the fast layer against the core it replaces)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -31,5 +33,5 @@ __all__ = [
     "manual_seed", "Generator", "gradcheck", "profile", "functional", "__version__",
     "nn", "optim", "checkpoint", "save", "load",
     "distributions", "Normal", "Bernoulli", "Categorical", "Independent", "kl_divergence", "register_kl",
-    "ELBO", "iwae_bound", "log_likelihood", "anomaly",
+    "ELBO", "iwae_bound", "log_likelihood", "anomaly", "fast",
 ]

@@ -135,7 +135,7 @@ def test_bench_reference_bernoulli_keeps_tiny_values():
 
 
 def test_cupy_kernel_source_uses_the_non_cancelling_form():
-    from scratchvae.autograd.ops.cupy_kernels import KERNELS
+    from scratchvae.fast.cupy_kernels import KERNELS
 
     body = KERNELS["bernoulli_log_prob"][2].replace(" ", "")
     assert body == "y=(x*l-fmax(l,(T)0))-log1p(exp(-fabs(l)))"

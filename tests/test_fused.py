@@ -49,7 +49,7 @@ def test_reparameterize_equals_composition(bk, float64, data):
 @pytest.mark.gpu
 def test_cupy_kernels_equal_numpy_formulas():
     cupy = pytest.importorskip("cupy")
-    from scratchvae.autograd.ops import cupy_kernels as K
+    from scratchvae.fast import cupy_kernels as K
 
     rng = np.random.default_rng(0)
     for dtype, rtol in ((np.float32, 2e-6), (np.float64, 1e-13)):
@@ -101,7 +101,7 @@ def test_cupy_kernel_sources_compile_with_nvcc_and_stay_single_precision(tmp_pat
     import shutil
     import subprocess
 
-    from scratchvae.autograd.ops.cupy_kernels import KERNELS
+    from scratchvae.fast.cupy_kernels import KERNELS
 
     nvcc = shutil.which("nvcc")
     if nvcc is None:

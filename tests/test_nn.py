@@ -12,7 +12,7 @@ import scratchvae.functional as F
 import scratchvae.nn as nn
 import scratchvae.nn.functional as NF
 from scratchvae.nn import init
-from scratchvae.nn.linear import LinearFunction
+from scratchvae.fast.linear import LinearFunction
 from scratchvae.random import Generator
 
 

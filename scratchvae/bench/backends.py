@@ -172,12 +172,16 @@ class EngineRunner(Runner):
     unless ``validate=True``: each check costs a device -> host sync, and the references make none.
     """
 
-    def __init__(self, problem: Problem, host_params: list, backend: str = "numpy", validate: bool = False):
+    def __init__(self, problem: Problem, host_params: list, backend: str = "numpy", validate: bool = False,
+                 fast: bool = True):
         from ..models.vae import VAE
         from ..random import Generator
         from ..train import build_optimizer, make_config
 
+        self.fast = fast  # False: the fast layer off (scratchvae.fast.disabled()), the teaching core alone
         self.name = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "array-api-strict"}[backend]
+        if not fast:
+            self.name += "-reference"
         self.device = "gpu" if backend == "cupy" else "cpu"
         self.backend_name, self.dtype = backend, problem.dtype
         self.config = make_config(problem.preset, dtype=problem.dtype, hidden=list(problem.arch.hidden),
@@ -191,10 +195,12 @@ class EngineRunner(Runner):
         self.optimizer = build_optimizer(self.config, self.model)
 
     def activate(self):
+        from ..autograd.fastpath import set_enabled
         from ..backend import set_backend, set_default_dtype
 
         self.backend = set_backend(self.backend_name)
         set_default_dtype(self.dtype)
+        set_enabled(self.fast)
 
     def put(self, a):
         return self.backend.from_numpy(np.ascontiguousarray(a, dtype=self.dtype))
@@ -399,6 +405,11 @@ register_backend(BackendSpec(
     "numpy", "cpu", "engine", "scratchvae on NumPy (the CPU engine)",
     make=lambda pb, hp, **kw: EngineRunner(pb, hp, "numpy", **kw), workloads=("step", "epoch", "eval", "overhead"),
     extra={"engine": "numpy"}))
+register_backend(BackendSpec(
+    "numpy-reference", "cpu", "engine",
+    "scratchvae on NumPy with the fast layer off (scratchvae.fast.disabled()): the teaching core alone",
+    make=lambda pb, hp, **kw: EngineRunner(pb, hp, "numpy", fast=False, **kw),
+    workloads=("step", "epoch", "eval", "overhead"), extra={"engine": "numpy", "fast": False}))
 register_backend(BackendSpec(
     "hand-numpy", "cpu", "hand", "hand-written NumPy step, hand-derived gradients (the speed limit)",
     make=lambda pb, hp, **kw: HandRunner(pb, hp)))

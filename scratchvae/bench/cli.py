@@ -204,6 +204,7 @@ def _say(r) -> str:
 
 def run(args, log=print) -> dict:
     """Run the benchmark described by parsed ``args``; write the report; return the payload."""
+    from ..autograd.fastpath import is_enabled, set_enabled
     from ..backend import get_backend, get_default_dtype, set_backend, set_default_dtype
 
     cfg, specs = _resolve(args)
@@ -216,6 +217,7 @@ def run(args, log=print) -> dict:
         else:
             usable.append(s)
     prev_backend, prev_dtype = get_backend(), get_default_dtype()
+    fast_before = is_enabled()
     rows, prof = [], None
     t_start = time.perf_counter()
     settings = Settings(repeats=cfg["repeats"], min_time=cfg["min_time"], epoch_repeats=cfg["epoch_repeats"],
@@ -263,6 +265,7 @@ def run(args, log=print) -> dict:
     finally:
         set_backend(prev_backend)
         set_default_dtype(prev_dtype)
+        set_enabled(fast_before)  # a numpy-reference runner switched the fast layer off
     add_ratios(rows)
     cfg["base_batch"] = BASE_BATCH
     cfg["seconds"] = round(time.perf_counter() - t_start, 1)

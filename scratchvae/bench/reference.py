@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ..optim.adam import adam_step_into
+from ..fast.adam import adam_step_into
 
 __all__ = [
     "SIZES",

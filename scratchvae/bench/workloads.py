@@ -261,10 +261,12 @@ def bench_overhead(spec, settings: Settings) -> list:
     gradient bookkeeping and releasing the graph (target: <= 15 us).
     """
     from .. import functional as F
+    from ..autograd.fastpath import set_enabled
     from ..autograd.tensor import tensor
     from ..backend import set_backend, set_default_dtype
     from .timing import cupy_sync, no_sync
 
+    fast_before = set_enabled(spec.extra.get("fast", True))
     try:
         name = spec.extra["engine"]
         backend = set_backend(name)
@@ -293,6 +295,8 @@ def bench_overhead(spec, settings: Settings) -> list:
         return rows
     except Exception as err:
         return [_error_row("overhead", spec, err, op="-")]
+    finally:
+        set_enabled(fast_before)
 
 
 # --------------------------------------------------------------------------------------------------

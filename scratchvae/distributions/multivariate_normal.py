@@ -15,7 +15,6 @@ between a full-covariance Gaussian and a diagonal one (``Independent(Normal(...)
 
 from __future__ import annotations
 
-import math
 
 from .. import functional as F
 from ..autograd import Tensor
@@ -30,9 +29,6 @@ from .kl import register_kl
 from .normal import Normal
 
 __all__ = ["MultivariateNormal"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 # --------------------------------------------------------------------------------------------------
 # small matrix helpers (graph ops, so gradients flow through them)
@@ -190,12 +186,12 @@ class MultivariateNormal(Distribution):
         if self._validate_args:
             C.check_not_nan("MultivariateNormal.log_prob", "value", x.data)
         y = _tril_solve(self.scale_tril, x - self.loc)
-        return -0.5 * F.sum(F.square(y), axis=-1) - _half_logdet(self.scale_tril) - 0.5 * n * _LOG_2PI
+        return -0.5 * F.sum(F.square(y), axis=-1) - _half_logdet(self.scale_tril) - 0.5 * n * F.LOG_2PI
 
     def entropy(self) -> Tensor:
         """H = (n/2)(1 + log 2 pi) + sum_i log L_ii, shape batch_shape."""
         n = self.event_shape[0]
-        h = _half_logdet(self.scale_tril) + 0.5 * n * (1.0 + _LOG_2PI)
+        h = _half_logdet(self.scale_tril) + 0.5 * n * (1.0 + F.LOG_2PI)
         return h if h.shape == self.batch_shape else F.broadcast_to(h, self.batch_shape)
 
     def __repr__(self):

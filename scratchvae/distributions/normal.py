@@ -14,8 +14,6 @@ docs/elbo.md#the-gaussian.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import functional as F
@@ -28,7 +26,6 @@ from .distribution import Distribution, _backend_of, _broadcast_all, _float_para
 
 __all__ = ["Normal"]
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class Normal(Distribution):
@@ -138,12 +135,11 @@ class Normal(Distribution):
         x = self._value(value, self.loc)
         if self._validate_args:
             C.check_not_nan("Normal.log_prob", "value", x.data)
-        z = (x - self.loc) / self.scale
-        return -0.5 * F.square(z) - self.log_scale - _HALF_LOG_2PI
+        return F.normal_log_density(x, self.loc, self.scale, self.log_scale)
 
     def entropy(self) -> Tensor:
         """H = 1/2 + log(2 pi)/2 + log sigma (per element of the batch)."""
-        return self.log_scale + (0.5 + _HALF_LOG_2PI)
+        return self.log_scale + 0.5 * (1.0 + F.LOG_2PI)
 
     def __repr__(self):
         return f"Normal(batch_shape={self.batch_shape}, dtype={dtype_name(self.loc.dtype)}, device={self.loc.device})"

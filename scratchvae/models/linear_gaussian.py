@@ -18,7 +18,6 @@ decode and prior, so the Monte-Carlo machinery can be checked against the closed
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -41,9 +40,6 @@ from ..nn.module import Module, Parameter
 from ..random import default_generator
 
 __all__ = ["LinearGaussian"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 # --------------------------------------------------------------------------------------------------
 # placing user-given parameters (shared by the tractable models)
@@ -238,7 +234,7 @@ class LinearGaussian(Module):
             trace = F.sum(q.variance * g, axis=-1)
         r = x - F.matmul(m, _mT(self.weight)) - self.bias
         quad = F.sum(F.square(r) * inv_psi, axis=-1)
-        return -0.5 * (self.data_dim * _LOG_2PI + F.sum(log_psi) + quad + trace)
+        return -0.5 * (self.data_dim * F.LOG_2PI + F.sum(log_psi) + quad + trace)
 
     def elbo(self, x, q) -> Tensor:
         """ELBO(x, q) = E_q[log p(x|z)] - KL(q || N(0, I)) in closed form, shape (B,) (docs/tractable.md#elbo)."""

@@ -15,7 +15,6 @@ A batch of data sets is a (B, n) matrix: row b is one set of n observations of i
 
 from __future__ import annotations
 
-import math
 
 from .. import functional as F
 from ..autograd import Tensor, no_grad
@@ -27,9 +26,6 @@ from ..random import default_generator
 from .linear_gaussian import _place, _resolve_place
 
 __all__ = ["NormalNormal"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 class NormalNormal(Module):
     """z ~ N(prior_loc, prior_scale^2), x_i | z ~ N(z, noise_scale^2).
@@ -109,7 +105,7 @@ class NormalNormal(Module):
         r = x - self.prior_loc
         quad = (F.sum(F.square(r), axis=-1) - s02 * F.square(F.sum(r, axis=-1)) / (s2 + n * s02)) / s2
         logdet = 2.0 * n * self.log_noise_scale + F.log1p(n * s02 / s2)
-        return -0.5 * (n * _LOG_2PI + logdet + quad)
+        return -0.5 * (n * F.LOG_2PI + logdet + quad)
 
     # -- the ELBO ------------------------------------------------------------------------------------
     def elbo(self, x, q: Normal) -> Tensor:
@@ -122,7 +118,7 @@ class NormalNormal(Module):
         n = x.shape[1]
         s2 = F.exp(2.0 * self.log_noise_scale)
         sq = F.sum(F.square(x - F.expand_dims(q.loc, -1)), axis=-1)
-        ell = -(sq + n * q.variance) / (2.0 * s2) - n * self.log_noise_scale - 0.5 * n * _LOG_2PI
+        ell = -(sq + n * q.variance) / (2.0 * s2) - n * self.log_noise_scale - 0.5 * n * F.LOG_2PI
         return ell - kl_divergence(q, self.prior())
 
     def elbo_gradients(self, x, q: Normal) -> tuple:

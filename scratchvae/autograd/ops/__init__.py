@@ -5,10 +5,10 @@ from .arithmetic import add, div, mul, neg, pow, rpow, sub
 from .elementwise import (
     abs, astype, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
 )
-from .fused import bernoulli_log_prob, normal_kl_standard, reparameterize
 from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, solve_triangular, tril
 from .reduce import logsumexp, max, mean, min, sum
 from .select import clip, maximum, minimum, where
+from .composites import LOG_2PI, bernoulli_log_prob, normal_kl_standard, normal_log_density, reparameterize
 from .shape import (
     broadcast_to, concat, concatenate, expand_dims, flatten, getitem, permute, reshape, squeeze,
     stack, transpose,
@@ -17,7 +17,8 @@ from .shape import (
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "rpow",
     "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "tanh", "sigmoid", "relu", "softplus",
-    "log_sigmoid", "astype", "bernoulli_log_prob", "normal_kl_standard", "reparameterize",
+    "log_sigmoid", "astype",
+    "LOG_2PI", "bernoulli_log_prob", "normal_kl_standard", "reparameterize", "normal_log_density",
     "matmul", "cholesky", "solve", "solve_triangular", "diagonal", "tril", "logdet_spd",
     "sum", "mean", "max", "min", "logsumexp",
     "where", "clip", "maximum", "minimum",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..tensor import Function, Tensor, sum_to
-from ._common import as_tensor
+from .common import as_tensor
 
 
 class Add(Function):

@@ -7,11 +7,9 @@ log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)) only ever exponentiate a non-posit
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...backend import dtype_name, namespace
+from ..fastpath import replaceable
 from ..tensor import Function, Tensor
-from . import cupy_kernels
 
 
 class Exp(Function):
@@ -107,46 +105,16 @@ class Tanh(Function):
         return (gy * (1.0 - y * y),)
 
 
-def _exp_neg_abs(xp, x):
-    """(e, u) = (exp(-|x|), 1 + e): what softplus, log-sigmoid and sigmoid of x are made of.
-
-    The exponent is never positive, so nothing overflows for any finite x; e lies in (0, 1].
-    """
-    e = xp.exp(-xp.abs(x))
-    return e, 1.0 + e
-
-
-def _log1p_small(xp, e, u):
-    """log(1 + e) for e in [0, 1] with u = 1 + e: the term that makes softplus and log_sigmoid stable.
-
-    NumPy's log1p is a scalar libm loop, about 5x slower than its vectorized log, and on a VAE's
-    logits it is the single most expensive call of a training step.  On NumPy we therefore use
-    Goldberg's correction, log(u) - ((u - 1) - e) / u: exact when u rounds to 1 (it returns e),
-    within 4 ulp elsewhere (tests/test_stability.py).  Other backends have a fast log1p and use it.
-    """
-    if type(e) is np.ndarray:
-        return xp.log(u) - ((u - 1.0) - e) / u
-    return xp.log1p(e)
-
-
-def _sigmoid(xp, x, e=None, u=None):
-    """1 / (1 + e^-x) from e = exp(-|x|) and u = 1 + e (computed here unless given).
-
-    It is 1/u for x >= 0 and e/u (= e^x / (1 + e^x)) for x < 0: no exponent is ever positive.  A
-    0/1 mask picks the numerator exactly (a mask product: where() is several times slower in
-    NumPy), so an op that already has e and u gets the sigmoid without another exponential.
-    """
-    if e is None:
-        e, u = _exp_neg_abs(xp, x)
-    neg = xp.astype(x < 0, e.dtype)
-    return (e * neg + (1.0 - neg)) / u
+def _stable_sigmoid(xp, x):
+    """1 / (1 + e^-x) = e^min(x, 0) / (1 + e^-|x|): no exponent is ever positive, so nothing overflows."""
+    return xp.exp(xp.minimum(x, 0.0)) / (1.0 + xp.exp(-xp.abs(x)))
 
 
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x), computed without overflow;  dy/dx = y (1 - y)."""
 
     def forward(self, x):
-        y = cupy_kernels.sigmoid(x) if cupy_kernels.is_cupy(x) else _sigmoid(namespace(x), x)
+        y = _stable_sigmoid(namespace(x), x)
         self.saved = y
         return y
 
@@ -164,47 +132,31 @@ class ReLU(Function):
         return y
 
     def backward(self, gy):
-        return (gy * _relu_mask(namespace(gy), self.saved, gy.dtype),)
-
-
-def _relu_mask(xp, y, dtype):
-    """[y > 0] as a factor: exact, and several times faster than where() in NumPy, which also
-    multiplies by the bool mask directly (the Array API needs it cast to the float dtype first)."""
-    mask = y > 0
-    return mask if type(mask) is np.ndarray else xp.astype(mask, dtype)
+        return (gy * namespace(gy).astype(self.saved > 0, gy.dtype),)
 
 
 class Softplus(Function):
-    """y = log(1 + e^x) = max(x, 0) + log1p(e^-|x|);  dy/dx = sigmoid(x).
-
-    The backward's sigmoid is made in the forward from the same e^-|x| (see _sigmoid), and it is
-    all the backward keeps.
-    """
+    """y = log(1 + e^x) = max(x, 0) + log1p(e^-|x|);  dy/dx = sigmoid(x)."""
 
     def forward(self, x):
-        if cupy_kernels.is_cupy(x):
-            self.saved = cupy_kernels.sigmoid(x) if self.needs[0] else None
-            return cupy_kernels.softplus(x)
+        self.saved = x
         xp = namespace(x)
-        e, u = _exp_neg_abs(xp, x)
-        self.saved = _sigmoid(xp, x, e, u) if self.needs[0] else None
-        return xp.maximum(x, 0.0) + _log1p_small(xp, e, u)
+        return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
 
     def backward(self, gy):
-        return (gy * self.saved,)
+        return (gy * _stable_sigmoid(namespace(gy), self.saved),)
 
 
 class LogSigmoid(Function):
-    """y = log sigmoid(x) = min(x, 0) - log1p(e^-|x|);  dy/dx = sigmoid(-x) (kept from the forward)."""
+    """y = log sigmoid(x) = min(x, 0) - log1p(e^-|x|);  dy/dx = sigmoid(-x)."""
 
     def forward(self, x):
+        self.saved = x
         xp = namespace(x)
-        e, u = _exp_neg_abs(xp, x)  # |-x| = |x|: the same e and u serve sigmoid(-x)
-        self.saved = _sigmoid(xp, -x, e, u) if self.needs[0] else None
-        return xp.minimum(x, 0.0) - _log1p_small(xp, e, u)
+        return xp.minimum(x, 0.0) - xp.log1p(xp.exp(-xp.abs(x)))
 
     def backward(self, gy):
-        return (gy * self.saved,)
+        return (gy * _stable_sigmoid(namespace(gy), -self.saved),)
 
 
 class AsType(Function):
@@ -256,19 +208,23 @@ def tanh(x) -> Tensor:
     return Tanh()(x)
 
 
+@replaceable
 def sigmoid(x) -> Tensor:
     return Sigmoid()(x)
 
 
+@replaceable
 def relu(x) -> Tensor:
     return ReLU()(x)
 
 
+@replaceable
 def softplus(x) -> Tensor:
     """log(1 + e^x), stable for any x (never overflows)."""
     return Softplus()(x)
 
 
+@replaceable
 def log_sigmoid(x) -> Tensor:
     """log sigmoid(x) = -softplus(-x), stable for any x."""
     return LogSigmoid()(x)

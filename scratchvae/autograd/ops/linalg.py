@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...backend import namespace
 from ..tensor import Function, Tensor, sum_to
-from ._common import as_tensor
+from .common import as_tensor
 
 
 class MatMul(Function):

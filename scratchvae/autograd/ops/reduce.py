@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...backend import namespace
 from ..tensor import Function, Tensor
-from ._common import expand_reduced, normalize_axes
+from .common import expand_reduced, normalize_axes
 
 
 class _Reduction(Function):

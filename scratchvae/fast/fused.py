@@ -1,17 +1,17 @@
 """Fused ops: the hot elementwise chains of a VAE step as single graph nodes.
 
-Each replaces a chain of small ops with one node that saves only what its backward needs, and
-on CuPy runs as one kernel (cupy_kernels.py).  Each equals the composition it replaces
-(tests/test_fused.py), so reading the composition in the docstring is reading the op.
+Each replaces a composite of the core (scratchvae/autograd/ops/composites.py) with one node that
+saves only what its backward needs, and on CuPy runs as one kernel (cupy_kernels.py).  Each equals
+the composite it is registered against (tests/test_fast.py).
 """
 
 from __future__ import annotations
 
-from ...backend import namespace
-from ..tensor import Function, Tensor, sum_to
+from ..autograd.ops.common import as_tensor
+from ..autograd.tensor import Function, Tensor, sum_to
+from ..backend import namespace
 from . import cupy_kernels
-from ._common import as_tensor
-from .elementwise import _exp_neg_abs, _log1p_small, _sigmoid
+from .elementwise import exp_neg_abs, log1p_small, sigmoid_from
 
 
 class BernoulliLogProb(Function):
@@ -29,12 +29,12 @@ class BernoulliLogProb(Function):
             self.saved = (x, logits)
             return cupy_kernels.bernoulli_log_prob(x, logits)
         xp = namespace(logits)
-        e, u = _exp_neg_abs(xp, logits)
-        s = _sigmoid(xp, logits, e, u) if self.needs[1] else None
+        e, u = exp_neg_abs(xp, logits)
+        s = sigmoid_from(xp, logits, e, u) if self.needs[1] else None
         self.saved = (x, logits if self.needs[0] else None, s)
         # Not x l - softplus(l): at x = 1, l = 20 that rounds -2e-9 to 0 in float32.  Grouped this
         # way the large terms cancel exactly first and the small log1p(e) survives.
-        return (x * logits - xp.maximum(logits, 0.0)) - _log1p_small(xp, e, u)
+        return (x * logits - xp.maximum(logits, 0.0)) - log1p_small(xp, e, u)
 
     def backward(self, gy):
         if cupy_kernels.is_cupy(gy):
