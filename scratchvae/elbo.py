@@ -24,7 +24,7 @@ from .autograd import Tensor, no_grad
 from .autograd.tensor import tensor as _tensor
 from .backend import namespace
 from .distributions import Distribution, Independent, kl_divergence
-from .distributions.kl import _closed_form
+from .distributions.kl import closed_form_kl
 
 __all__ = ["ELBO", "elbo", "iwae_bound", "LogLikelihood", "log_likelihood"]
 
@@ -166,7 +166,7 @@ def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "
     kl_per_dim = None
     if kl == "analytic":
         if fact is not None:
-            parts = _closed_form(fact[0], fact[1])
+            parts = closed_form_kl(fact[0], fact[1])
             if parts is not NotImplemented:
                 full = F.broadcast_to(parts, fact[0].batch_shape) if parts.shape != fact[0].batch_shape else parts
                 kl_per_dim = _flat_dims(full, b)

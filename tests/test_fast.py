@@ -15,6 +15,7 @@ import scratchvae as sv
 import scratchvae.functional as F
 import scratchvae.nn.functional as NF
 from scratchvae import fast
+from scratchvae.nn.module import run_layers
 from scratchvae.optim.adam import adam_step
 
 
@@ -55,7 +56,7 @@ TOL = {"float32": dict(rtol=2e-6, atol=2e-7), "float64": dict(rtol=1e-13, atol=1
 
 def test_every_registered_fast_op_has_an_example():
     names = {EXAMPLES[op][0] for op in fast.registered() if op in EXAMPLES}
-    missing = [op.__name__ for op in fast.registered() if op not in EXAMPLES and op is not adam_step]
+    missing = [op.__name__ for op in fast.registered() if op not in EXAMPLES and op not in (adam_step, run_layers)]
     assert not missing, f"registered fast ops without an example in tests/test_fast.py: {missing}"
     assert len(names) == len(EXAMPLES)
 
@@ -97,6 +98,22 @@ def test_fast_adam_step_equals_its_reference(bk, dtype, amsgrad):
         adam_step.fast(bk.xp, *got[:4], got[4] if amsgrad else None, *hyper)
     for name, a, b in zip(["p", "g", "m", "v", "vmax"], ref, got):
         np.testing.assert_allclose(sv.to_numpy(b), sv.to_numpy(a), **TOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "softplus"])
+def test_fast_run_layers_equals_its_reference(bk, dtype, act):
+    mlp = sv.nn.MLP([4, 6, 5, 3], activation=act, dtype=dtype, generator=sv.Generator(0))
+    x = _normal(bk, dtype, (7, 4))
+    results = []
+    for fn in (run_layers.fast, run_layers.reference):
+        mlp.zero_grad()
+        x.grad = None
+        y = fn(list(mlp._modules.values()), x)
+        (y * y).sum().backward()
+        results.append([sv.to_numpy(y), sv.to_numpy(x.grad)] + [sv.to_numpy(p.grad) for p in mlp.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
 
 
 def _node_types(y):

@@ -69,7 +69,7 @@ def test_normal_standard_fast_path_equals_general_rule(bk, float64, m, lv):
     np.testing.assert_allclose(fast, [vae_formula], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fast2, [vae_formula], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(general, [vae_formula], rtol=1e-10, atol=1e-12)
-    assert Normal(0.0, 1.0)._standard and not Normal(bk.tensor(np.zeros(1)), 1.0)._standard
+    assert Normal(0.0, 1.0).is_standard and not Normal(bk.tensor(np.zeros(1)), 1.0).is_standard
 
 
 @given(l1=st.floats(-15, 15), l2=st.floats(-15, 15))

@@ -74,7 +74,7 @@ def kl_divergence(p: Distribution, q: Distribution, n_samples: int | None = None
     Closed form where a rule is registered for (type(p), type(q)).  Without one, pass ``n_samples``
     for the Monte-Carlo estimate ``kl_monte_carlo``; otherwise NotImplementedError.
     """
-    result = _closed_form(p, q)
+    result = closed_form_kl(p, q)
     if result is not NotImplemented:
         return result
     if n_samples is not None:
@@ -96,7 +96,7 @@ def _innermost(d) -> str:
     return _innermost(d.base_dist) if isinstance(d, Independent) else type(d).__name__
 
 
-def _closed_form(p, q):
+def closed_form_kl(p, q):
     """The registered closed form of KL(p || q), or NotImplemented where there is none."""
     fn = _lookup(type(p), type(q))
     return NotImplemented if fn is None else fn(p, q)
@@ -124,7 +124,7 @@ def _kl_normal_normal(p: Normal, q: Normal) -> Tensor:
     Written with t = log s1 - log s2 as (expm1(2t) - 2t)/2 + ((m1 - m2)/s2)^2/2, which is exactly 0
     for p = q and keeps its precision when the scales are close (expm1 has no cancellation).
     """
-    if q._standard:
+    if q.is_standard:
         return _kl_normal_standard(p)
     t = p.log_scale - q.log_scale
     d = (p.loc - q.loc) / q.scale
@@ -170,7 +170,7 @@ def _kl_independent_independent(p: Independent, q: Independent) -> Tensor:
         )
     if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
         return NotImplemented  # the parts do not line up one to one
-    parts = _closed_form(p.base_dist, q.base_dist)
+    parts = closed_form_kl(p.base_dist, q.base_dist)
     if parts is NotImplemented:  # lets kl_divergence(..., n_samples=) fall back to Monte Carlo
         return NotImplemented
     return _sum_rightmost(parts, p.reinterpreted_batch_ndims)

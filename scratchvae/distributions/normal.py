@@ -89,6 +89,12 @@ class Normal(Distribution):
         return d
 
     @property
+    def is_standard(self) -> bool:
+        """True for N(0, 1) built from the numbers 0 and 1 (or by Normal.standard): KL against it
+        is the VAE's closed form (m^2 + s^2 - 1)/2 - log s, with no division by a scale."""
+        return self._standard
+
+    @property
     def scale(self) -> Tensor:
         """sigma (for a Normal built from a log: exp(log sigma), made on first use)."""
         if self._scale is None:

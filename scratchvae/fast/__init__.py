@@ -13,6 +13,7 @@ core function (the reference)             fast implementation
 ``F.normal_kl_standard``                  one fused node (fast/fused.py)
 ``F.reparameterize``                      one fused node (fast/fused.py)
 ``nn.functional.linear``                  Linear + ReLU/Tanh as one node, in place (fast/linear.py)
+``nn.module.run_layers``                  a Sequential's Linear + ReLU/Tanh pairs fused (fast/linear.py)
 ``optim.adam.adam_step``                  one scratch array via out=, one CuPy kernel (fast/adam.py)
 ========================================  ==============================================
 
@@ -27,6 +28,7 @@ import contextlib
 from .. import functional as F
 from ..autograd import fastpath
 from ..nn.functional import linear as nn_linear
+from ..nn.module import run_layers
 from ..optim.adam import adam_step as optim_adam_step
 from . import adam, elementwise, fused, linear
 
@@ -40,6 +42,7 @@ fastpath.register(F.bernoulli_log_prob, fused.bernoulli_log_prob)
 fastpath.register(F.normal_kl_standard, fused.normal_kl_standard)
 fastpath.register(F.reparameterize, fused.reparameterize)
 fastpath.register(nn_linear, linear.linear)
+fastpath.register(run_layers, linear.run_layers)
 fastpath.register(optim_adam_step, adam.adam_step)
 
 is_enabled = fastpath.is_enabled

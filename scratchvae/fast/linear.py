@@ -12,12 +12,13 @@ import numpy as np
 
 from ..autograd.tensor import Function, Tensor
 from ..backend import namespace
-from ..nn.linear import FUSED_ACTIVATIONS, check_linear_shapes
+from ..nn.activation import ReLU, Tanh
+from ..nn.linear import FUSED_ACTIVATIONS, Linear, check_linear_shapes
 from . import cupy_kernels
 from .cupy_kernels import is_cupy
 from .elementwise import relu_mask
 
-__all__ = ["LinearFunction", "linear"]
+__all__ = ["LinearFunction", "linear", "run_layers"]
 
 
 class LinearFunction(Function):
@@ -96,3 +97,24 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     if bias is None:
         return LinearFunction(activation)(x, weight)
     return LinearFunction(activation)(x, weight, bias)
+
+
+# Exact types only: a subclass may change forward, and then it must run as written.
+_FUSABLE = {ReLU: "relu", Tanh: "tanh"}
+
+
+def run_layers(layers, x):
+    """``nn.module.run_layers`` with each plain Linear followed by a plain ReLU or Tanh run as one
+    fused node (``linear(..., activation=)``): the same numbers as the two apart, one node fewer."""
+    i = 0
+    while i < len(layers):
+        m = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        act = _FUSABLE.get(type(nxt)) if type(m) is Linear else None
+        if act is not None:
+            x = linear(x, m.weight, m.bias, activation=act)
+            i += 2
+        else:
+            x = m(x)
+            i += 1
+    return x

@@ -34,7 +34,6 @@ from ..elbo import iwae_bound as _iwae_bound
 from ..elbo import log_likelihood as _log_likelihood
 from ..nn import MLP, Identity, Linear, Module, Parameter, init
 from ..nn.activation import ACTIVATIONS
-from ..nn.module import registry_version
 
 __all__ = [
     "ENCODER_HEADS",
@@ -350,14 +349,8 @@ class VAE(Module):
         return self.prior_module.distribution(self._first_parameter())
 
     def _first_parameter(self):
-        """The first Parameter, whose backend and dtype the prior and host inputs follow; looked up
-        once per change of the module tree (nn.module.registry_version), not on every step."""
-        version = registry_version()
-        cached = self.__dict__.get("_first_param_cache")
-        if cached is None or cached[0] != version:
-            cached = (version, next(iter(self.parameters()), None))
-            object.__setattr__(self, "_first_param_cache", cached)
-        return cached[1]
+        """The first Parameter, whose backend and dtype the prior and host inputs follow."""
+        return next(iter(self.parameters()), None)
 
     def encode(self, x) -> Distribution:
         """q(z|x) for a batch x of shape (B, input_dim)."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from .activation import ACTIVATIONS, ReLU, Tanh
-from .linear import Linear, linear
+from .activation import ACTIVATIONS
+from .linear import Linear
 from .module import Module, Sequential
 
 __all__ = ["MLP"]
@@ -31,7 +31,8 @@ class MLP(Sequential):
     """Linear(sizes[0], sizes[1]), act, Linear(sizes[1], sizes[2]), act, ..., Linear(sizes[-2], sizes[-1])
     [, final_activation].
 
-    Layers are registered as "0", "1", ... like a Sequential, so the first weight is "0.weight".
+    Layers are registered as "0", "1", ... like a Sequential, so the first weight is "0.weight"; the
+    forward is Sequential's.
     ``generator`` (a scratchvae.random.Generator) draws every layer's initial values, in order.
     """
 
@@ -49,24 +50,3 @@ class MLP(Sequential):
             layers.append(_make_activation(final_activation, "final_activation"))
         super().__init__(*layers)
         self.sizes = tuple(sizes)
-
-    def forward(self, x):
-        """The layers in order, each Linear followed by a plain ReLU or Tanh run as one fused node
-        (``linear(..., activation=)``): the same numbers as the two apart, one node fewer."""
-        layers = list(self._modules.values())
-        i = 0
-        while i < len(layers):
-            m = layers[i]
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            act = _FUSABLE.get(type(nxt)) if type(m) is Linear else None
-            if act is not None:
-                x = linear(x, m.weight, m.bias, activation=act)
-                i += 2
-            else:
-                x = m(x)
-                i += 1
-        return x
-
-
-# Exact types only: a subclass may change forward, and then it must run as written.
-_FUSABLE = {ReLU: "relu", Tanh: "tanh"}

@@ -14,6 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..autograd import Tensor
+from ..autograd.fastpath import replaceable
 from ..backend import Backend, _make, backend_of, dtype_name, namespace
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "IncompatibleKeys"]
@@ -78,15 +79,6 @@ def _place(value, like, what: str):
     return target.from_numpy(np.array(src.to_numpy(value), dtype=dtype))
 
 
-_registry = {"version": 0}  # bumped whenever any module gains or loses a parameter or sub-module
-
-
-def registry_version() -> int:
-    """A number that changes whenever any Module's parameters or sub-modules are added, replaced or
-    removed: what a lookup over the module tree may be cached against."""
-    return _registry["version"]
-
-
 class Module:
     """Base class of every layer and model (the PyTorch ``nn.Module`` idea).
 
@@ -108,8 +100,6 @@ class Module:
                 f"cannot assign {type(value).__name__} '{name}' before Module.__init__() ran; "
                 f"call super().__init__() first in {type(self).__name__}.__init__"
             )
-        if params is not None and (isinstance(value, (Parameter, Module)) or name in params or name in self._modules):
-            _registry["version"] += 1
         if isinstance(value, Parameter):
             self._modules.pop(name, None)
             params[name] = value
@@ -134,7 +124,6 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
-        _registry["version"] += 1
         self.__dict__.get("_parameters", {}).pop(name, None)
         self.__dict__.get("_modules", {}).pop(name, None)
         object.__delattr__(self, name)
@@ -151,7 +140,6 @@ class Module:
         if value is not None and not isinstance(value, kind):
             raise TypeError(f"{what}: {name!r} must be a {kind.__name__} or None, got {type(value).__name__}")
         if value is None:  # an empty slot that stays in the registry (PyTorch's bias=None)
-            _registry["version"] += 1
             registry[name] = None
             object.__setattr__(self, name, None)
         else:
@@ -383,9 +371,16 @@ class Sequential(_Numbered):
         return Sequential(*modules)
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
+        return run_layers(list(self._modules.values()), x)
+
+
+@replaceable
+def run_layers(layers, x):
+    """Each layer in turn: x = layer(x).  (The fast layer runs a Linear and the ReLU or Tanh after
+    it as one fused node: scratchvae/fast/linear.py.)"""
+    for m in layers:
+        x = m(x)
+    return x
 
 
 class ModuleList(_Numbered):
