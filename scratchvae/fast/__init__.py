@@ -50,20 +50,19 @@ registered = fastpath.registered
 
 
 @contextlib.contextmanager
+def _switched(on: bool):
+    prev = fastpath.set_enabled(on)
+    try:
+        yield
+    finally:
+        fastpath.set_enabled(prev)
+
+
 def disabled():
     """Run the block on the core's reference compositions (the fast layer off), then restore."""
-    prev = fastpath.set_enabled(False)
-    try:
-        yield
-    finally:
-        fastpath.set_enabled(prev)
+    return _switched(False)
 
 
-@contextlib.contextmanager
 def enabled():
     """Run the block with the fast layer on (the default), then restore."""
-    prev = fastpath.set_enabled(True)
-    try:
-        yield
-    finally:
-        fastpath.set_enabled(prev)
+    return _switched(True)
