@@ -5,11 +5,12 @@ imported where they are used.
 """
 
 from . import anomaly, checkpoint, distributions, functional, nn, optim
-from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .autograd import Function, Tensor, as_tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import (
     BackendError,
     get_backend,
     get_default_dtype,
+    resolve_backend,
     set_backend,
     set_default_dtype,
     to_numpy,
@@ -27,8 +28,8 @@ from . import fast  # noqa: E402,I001  (last: registers the fast layer against t
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
-    "set_backend", "get_backend", "set_default_dtype", "get_default_dtype", "using_backend", "to_numpy",
+    "Tensor", "Function", "tensor", "as_tensor", "no_grad", "enable_grad", "is_grad_enabled",
+    "set_backend", "get_backend", "resolve_backend", "set_default_dtype", "get_default_dtype", "using_backend", "to_numpy",
     "BackendError",
     "manual_seed", "Generator", "gradcheck", "profile", "functional", "__version__",
     "nn", "optim", "checkpoint", "save", "load",

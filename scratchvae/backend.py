@@ -25,6 +25,11 @@ __all__ = [
     "set_default_dtype",
     "get_default_dtype",
     "using_backend",
+    "resolve_backend",
+    "is_host_data",
+    "host_array",
+    "dtype_name",
+    "is_floating",
 ]
 
 
@@ -211,6 +216,31 @@ def set_backend(name: str, device=None) -> Backend:
     b = name if isinstance(name, Backend) else _make(name, device)
     _state["backend"] = b
     return b
+
+
+def resolve_backend(backend=None) -> Backend:
+    """The Backend meant by ``backend``: None -> the current one, a name ("numpy", "cupy",
+    "array_api_strict", or the device spellings "cpu" / "cuda") -> that backend, a Backend -> itself."""
+    if backend is None:
+        return get_backend()
+    if isinstance(backend, Backend):
+        return backend
+    return _make(_DEVICE_NAMES.get(backend, backend))
+
+
+# Device spellings users know from PyTorch, mapped to the backend that serves them.
+_DEVICE_NAMES = {"cpu": "numpy", "cuda": "cupy", "gpu": "cupy"}
+
+
+def is_host_data(x) -> bool:
+    """True for data that lives on the host: Python numbers, lists, tuples, NumPy arrays and scalars."""
+    return isinstance(x, (int, float, bool, list, tuple, np.ndarray, np.generic))
+
+
+def host_array(x, dtype=None):
+    """Host data as a NumPy array (in ``dtype`` when given); what Backend.from_numpy takes."""
+    a = np.asarray(x)
+    return a if dtype is None else a.astype(_dtype_name(dtype), copy=False)
 
 
 def get_backend() -> Backend:

@@ -1,5 +1,5 @@
 """Reverse-mode automatic differentiation over backend arrays (docs/autograd.md)."""
 
-from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, sum_to, tensor
+from .tensor import Function, Tensor, as_tensor, enable_grad, is_grad_enabled, no_grad, sum_to, tensor
 
-__all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to"]
+__all__ = ["Tensor", "Function", "tensor", "as_tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to"]

@@ -15,6 +15,8 @@ import numpy as np
 
 from ..backend import (
     backend_of,
+    host_array,
+    is_host_data,
     device_of,
     dtype_name,
     get_backend,
@@ -24,7 +26,7 @@ from ..backend import (
 )
 
 __all__ = [
-    "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to",
+    "Tensor", "Function", "tensor", "as_tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to",
     "add_observer", "remove_observer",
 ]
 
@@ -570,6 +572,26 @@ def tensor(data, requires_grad=False, dtype=None) -> Tensor:
     if requires_grad:
         out.requires_grad_(True)
     return out
+
+
+def as_tensor(data, like: Tensor | None = None, dtype=None) -> Tensor:
+    """User input -- a Tensor, a backend array, host data (NumPy array, list, Python number) -- as a
+    Tensor next to ``like``: the one way the library places what it is given.
+
+    A Tensor is returned as it is and a backend array is wrapped where it lives: neither is ever
+    moved.  Host data goes to ``like``'s backend (else the current one) -- the explicit host ->
+    device copy -- in ``dtype`` if given, else in ``like``'s floating dtype (numbers, and numeric
+    arrays next to a floating ``like``), else as ``tensor()`` would.
+    """
+    if isinstance(data, Tensor):
+        return data if dtype is None else _ops.astype(data, dtype)
+    if not is_host_data(data):
+        return tensor(data, dtype=dtype)
+    if like is None:
+        return tensor(data, dtype=dtype)
+    if dtype is None and is_floating(like.dtype):
+        dtype = like.dtype
+    return tensor(backend_of(like.data).from_numpy(host_array(data, dtype)))
 
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor and Function from this module)
