@@ -30,8 +30,6 @@ NAMES_NUMPY_YET = {
     "autograd/ops/shape.py",     # host index arrays, argsort of a permutation
     "nn/module.py",              # load_state_dict's host copies
     "nn/linear.py",              # parameter creation from np.zeros
-    "distributions/distribution.py",
-    "distributions/normal.py",
     "models/vae.py",
     "models/linear_gaussian.py",
     "models/gaussian_mixture.py",

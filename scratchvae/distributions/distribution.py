@@ -12,12 +12,12 @@ produced the parameters.
 
 from __future__ import annotations
 
-import numpy as np
+import numbers
 
 from .. import functional as F
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor, as_tensor, no_grad
 from ..autograd.tensor import tensor as _tensor
-from ..backend import backend_of, dtype_name, get_backend, get_default_dtype, is_floating, namespace
+from ..backend import backend_of, dtype_name, get_backend, get_default_dtype, host_array, is_floating, is_host_data, namespace
 
 __all__ = ["Distribution", "set_default_validate_args", "get_default_validate_args"]
 
@@ -112,29 +112,23 @@ class Distribution:
 # Turning user parameters into Tensors on one backend, in one dtype, of one (broadcast) shape
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float, bool, np.generic)) and not isinstance(x, np.ndarray)
+    """A Python number or a NumPy scalar (NumPy registers its scalar types as ``numbers.Number``)."""
+    return isinstance(x, numbers.Number)
 
 
 def _as_tensor(x, like: Tensor | None = None) -> Tensor:
-    """A Tensor from a Tensor, a backend or NumPy array, or a Python number.
+    """A Tensor from a Tensor, a backend or NumPy array, or a Python number: ``as_tensor`` with
+    two rules of its own for numbers.
 
-    Numbers and NumPy arrays follow ``like`` (its backend and, for numbers, its dtype) when given,
-    else the current backend and default dtype.  Backend arrays and Tensors are never moved.
+    Next to ``like``, a number takes like's dtype even when that is an integer one; with no
+    ``like``, numbers, lists and tuples take the default dtype (a NumPy array keeps its dtype).
+    Backend arrays and Tensors are never moved.
     """
-    if isinstance(x, Tensor):
-        return x
-    if like is not None:
-        backend = backend_of(like.data)
-        if _is_number(x):
-            return _tensor(backend.from_numpy(np.asarray(x, dtype=dtype_name(like.dtype))))
-        if isinstance(x, (np.ndarray, list, tuple)):
-            host = np.asarray(x)
-            dtype = dtype_name(like.dtype) if host.dtype.kind in "biuf" and is_floating(like.dtype) else None
-            return _tensor(backend.from_numpy(host, dtype))
-        return _tensor(x)
-    if _is_number(x) or isinstance(x, (list, tuple)):
-        return _tensor(np.asarray(x, dtype=get_default_dtype()))
-    return _tensor(x)
+    if like is None and (_is_number(x) or isinstance(x, (list, tuple))):
+        x = host_array(x, get_default_dtype())
+    elif like is not None and _is_number(x):
+        return as_tensor(x, like, dtype=like.dtype)
+    return as_tensor(x, like)
 
 
 def _float_params(*values) -> list:
@@ -152,7 +146,7 @@ def _float_params(*values) -> list:
             break
     if ref is None:
         for v in values:
-            if v is not None and not _is_number(v) and not isinstance(v, (np.ndarray, list, tuple)):
+            if v is not None and not is_host_data(v):
                 ref = _tensor(v)  # a backend array
                 break
     out = [None if v is None else _as_tensor(v, ref) for v in values]
@@ -175,12 +169,18 @@ def _same_float_tensors(values) -> bool:
 
 
 def _broadcast_shape(*shapes) -> tuple:
+    """The shape that arrays of ``shapes`` broadcast to: axes aligned from the right, and on each
+    axis every size is 1 or one common size."""
     if shapes and all(s == shapes[0] for s in shapes):
         return tuple(shapes[0])
-    try:
-        return tuple(int(s) for s in np.broadcast_shapes(*shapes))
-    except ValueError as e:
-        raise ValueError(f"parameters of shapes {', '.join(str(s) for s in shapes)} do not broadcast together") from e
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        sizes = {int(s[axis]) for s in shapes if len(s) >= -axis} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"parameters of shapes {', '.join(str(s) for s in shapes)} do not broadcast together")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 def _broadcast_all(*tensors) -> tuple:

@@ -14,12 +14,10 @@ docs/elbo.md#the-gaussian.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import functional as F
 from ..autograd import Tensor
 from ..autograd.tensor import tensor as _tensor
-from ..backend import dtype_name, get_backend, get_default_dtype
+from ..backend import dtype_name, get_default_dtype, host_array, resolve_backend
 from ..random import default_generator
 from . import constraints as C
 from .distribution import Distribution, _backend_of, _broadcast_all, _float_params, _is_number
@@ -80,10 +78,10 @@ class Normal(Distribution):
     @classmethod
     def standard(cls, shape=(), dtype=None, backend=None) -> Normal:
         """N(0, I) of batch ``shape`` on ``backend`` (default: current) in ``dtype`` (default dtype)."""
-        b = backend or get_backend()
+        b = resolve_backend(backend)
         name = dtype_name(dtype or get_default_dtype())
-        zeros = _tensor(b.from_numpy(np.zeros(tuple(shape), dtype=name)))
-        ones = _tensor(b.from_numpy(np.ones(tuple(shape), dtype=name)))
+        zeros = _tensor(_filled(shape, 0.0, name, b))
+        ones = _tensor(_filled(shape, 1.0, name, b))
         d = cls(zeros, ones, validate_args=False, _log_scale=zeros)
         d._standard = True
         return d
@@ -150,3 +148,11 @@ class Normal(Distribution):
     def __repr__(self):
         return f"Normal(batch_shape={self.batch_shape}, dtype={dtype_name(self.loc.dtype)}, device={self.loc.device})"
 
+
+def _filled(shape, value: float, dtype: str, backend):
+    """A new array of ``shape`` filled with ``value`` on ``backend``: the one number is copied from
+    the host, then broadcast and copied there (the device comes from the array, so this works on
+    every backend without naming one)."""
+    xp = backend.xp
+    one = backend.from_numpy(host_array(value, dtype))
+    return xp.asarray(xp.broadcast_to(one, tuple(shape)), copy=True)
