@@ -69,6 +69,10 @@ class Backend:
             return self.from_numpy(host)
         return self.xp.asarray(data, dtype=None if dtype is None else self.dtype(dtype))
 
+    def zeros(self, shape, dtype=None):
+        """A new array of zeros on this backend, in ``dtype`` (default: the default dtype)."""
+        return self.from_numpy(np.zeros(tuple(shape), dtype=_dtype_name(dtype or get_default_dtype())))
+
     def scatter_add(self, target, index, values):
         """``target[index] += values`` with repeated indices accumulated (getitem's backward)."""
         raise NotImplementedError
@@ -278,6 +282,58 @@ def namespace(a):
         return xp
 
 
+# --------------------------------------------------------------------------------------------------
+# What the engine asks of the array libraries that the Array API does not say
+
+def check_same_device(xs) -> None:
+    """Refuse to combine arrays of two libraries or two devices -- never convert silently."""
+    t0 = type(xs[0])
+    for x in xs:
+        if type(x) is not t0:
+            break
+    else:
+        if t0 is np.ndarray or all(x.device == xs[0].device for x in xs):
+            return
+    for x in xs:
+        backend_of(x)  # raises TypeError for something that is no array of a supported backend
+    devices = ", ".join(device_of(x) for x in xs)
+    raise ValueError(
+        f"inputs live on different backends/devices ({devices}); move them to one "
+        "explicitly with Tensor.to(...) or scratchvae.tensor(...) -- nothing is converted implicitly"
+    )
+
+
+def as_array(y):
+    """An op's result as an array: NumPy's reductions to 0-d return scalars (np.float32), not arrays."""
+    return np.asarray(y) if isinstance(y, np.generic) else y
+
+
+def constant_like(x, like):
+    """A Python number as a 0-d array next to ``like`` (an array): in like's dtype when like is
+    floating or x is not a float (x * 2.0 stays float32, as in NumPy and PyTorch)."""
+    if type(like) is np.ndarray:
+        return np.asarray(x, dtype=like.dtype if like.dtype.kind == "f" or not isinstance(x, float) else None)
+    keep = is_floating(like.dtype) or not isinstance(x, float)
+    return namespace(like).asarray(x, dtype=like.dtype if keep else None, device=like.device)
+
+
+def is_number(x) -> bool:
+    """Python and NumPy scalars (what ops accept next to a Tensor as constants)."""
+    return isinstance(x, (int, float, bool, np.generic))
+
+
+def index_array(i, like):
+    """An index given as a host list or NumPy array, on ``like``'s backend (the host -> device copy)."""
+    if isinstance(i, (list, np.ndarray)) and type(like) is not np.ndarray:
+        return backend_of(like).from_numpy(np.asarray(i))
+    return np.asarray(i) if isinstance(i, list) else i
+
+
+def format_array(a) -> str:
+    """The values of a host array as Tensor.__repr__ prints them."""
+    return np.array2string(np.asarray(a), separator=", ", threshold=20, edgeitems=2)
+
+
 def to_numpy(x) -> np.ndarray:
     """A host NumPy array from a Tensor or an array of any backend (an explicit device -> host copy)."""
     from .autograd.tensor import Tensor  # (lazy: the backend layer sits below autograd)
@@ -320,33 +376,6 @@ def _dtype_name(dtype) -> str:
         except TypeError:
             pass
     return name
-
-
-def tune_host_allocator() -> bool:
-    """Keep freed host memory in the process instead of returning it to the OS after every op.
-
-    Each op allocates fresh arrays; glibc returns large freed blocks to the OS at once and the next
-    allocation of the same size page-faults its memory back in, which costs more than the
-    arithmetic for arrays of a few hundred KB (Adam on a 784 x 200 weight ran 4x slower).  Raising
-    malloc's trim and mmap thresholds keeps those blocks for reuse.  Process-wide, so it is called
-    by the applications (``scratchvae train``, ``evaluate``, ``bench``), not on import.  Returns
-    False where the C library is not glibc (nothing is changed there).
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or not hasattr(os, "uname") or os.uname().sysname != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    ok = mallopt(M_TRIM_THRESHOLD, 512 * 2**20) == 1
-    ok = mallopt(M_MMAP_THRESHOLD, 32 * 2**20) == 1 and ok  # 32 MiB: glibc's upper limit on 64-bit
-    return ok
 
 
 def set_default_dtype(dtype) -> None:

@@ -338,7 +338,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors
         return int(e.code or 0) if not isinstance(e.code, str) else 2
-    from .backend import tune_host_allocator
+    from .fast.host import tune_host_allocator
 
     tune_host_allocator()  # an application: keep freed host memory for reuse (see its docstring)
     try:

@@ -267,7 +267,7 @@ def test_tensor_and_numpy_array_operands(bk):
 def test_tune_host_allocator_reports_what_it_did():
     import platform
 
-    code = "import scratchvae.backend as B; print(B.tune_host_allocator())"
+    code = "import scratchvae.fast.host as H; print(H.tune_host_allocator())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     expected = "True" if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" else "False"
     assert out.stdout.strip() == expected

@@ -25,7 +25,6 @@ CORE = ["autograd", "nn", "optim", "distributions", "models", "elbo.py", "functi
 
 #: Core modules that still name NumPy (or CuPy), to be moved to the namespace or the fast layer.
 NAMES_NUMPY_YET = {
-    "autograd/tensor.py",        # the NumPy-pair fast path in Function.__call__, np.generic, repr
     "autograd/ops/common.py",    # as_tensor's host-number wrapping
     "autograd/ops/shape.py",     # host index arrays, argsort of a permutation
     "nn/module.py",              # load_state_dict's host copies
@@ -78,7 +77,7 @@ def test_the_scan_sees_a_numpy_name():
 #: (importing module, imported name) pairs that still cross a package boundary with a private name.
 PRIVATE_IMPORTS_YET = {
     ("nn/module.py", "_make"), ("models/vae.py", "_make"), ("models/linear_gaussian.py", "_make"),
-    ("nn/linear.py", "_make"), ("testing.py", "_make"), ("autograd/tensor.py", "_make"),
+    ("nn/linear.py", "_make"), ("testing.py", "_make"),
     ("random.py", "_make"), ("random.py", "_dtype_name"), ("optim/optimizer.py", "_place"),
     ("models/linear_gaussian.py", "_mT"),
 }
@@ -120,7 +119,7 @@ def test_no_module_imports_a_private_name_from_another_package():
 
 
 #: Modules still longer than the limit (to be split: the Tensor class apart from Function and backward).
-TOO_LONG_YET = {"autograd/tensor.py"}
+TOO_LONG_YET: set = set()
 
 
 @pytest.mark.parametrize("path", sorted(p.relative_to(PKG).as_posix() for p in PKG.rglob("*.py")))

@@ -1,220 +1,35 @@
-"""The Tensor, the Function every op derives from, and reverse-mode backward.
+"""The Tensor and reverse-mode backward: what a student reads first.
 
 A Tensor holds a backend array (``data``), an optional gradient (``grad``, a backend array of the
-same shape and dtype) and ``_ctx``, the Function that produced it.  A Function holds its input
-Tensors and whatever arrays its backward needs -- never its output -- so the graph is a DAG of
-strong references pointing from outputs to inputs and contains no reference cycles: dropping the
-loss frees the graph at once, without the cyclic garbage collector.  See docs/autograd.md.
+same shape and dtype) and ``_ctx``, the Function (autograd/function.py) that produced it.  A Function
+holds its input Tensors and whatever arrays its backward needs -- never its output -- so the graph
+is a DAG of strong references pointing from outputs to inputs and contains no reference cycles:
+dropping the loss frees the graph at once, without the cyclic garbage collector.
+``backward`` walks that DAG once, outputs before inputs.  See docs/autograd.md.
 """
 
 from __future__ import annotations
 
-import threading
-
-import numpy as np
-
 from ..backend import (
     backend_of,
-    host_array,
-    is_host_data,
     device_of,
     dtype_name,
+    format_array,
     get_backend,
     get_default_dtype,
+    host_array,
     is_floating,
+    is_host_data,
     namespace,
+    resolve_backend,
 )
+from .grad_mode import observers
 
 __all__ = [
     "Tensor", "Function", "tensor", "as_tensor", "no_grad", "enable_grad", "is_grad_enabled", "sum_to",
     "add_observer", "remove_observer",
 ]
 
-
-# --------------------------------------------------------------------------------------------------
-# Observers: the one hook for tools that watch every op (scratchvae.profile, detect_anomaly).
-# Each has start(fn, phase), forward(fn, xs, y) and backward(fn, gy, gxs).  With none registered
-# the hot path pays one truth test of an empty list per op.
-
-_observers: list = []
-
-
-def add_observer(observer) -> None:
-    _observers.append(observer)
-
-
-def remove_observer(observer) -> None:
-    _observers.remove(observer)
-
-
-# --------------------------------------------------------------------------------------------------
-# Grad mode (per thread, like torch.no_grad)
-
-class _GradMode(threading.local):
-    enabled = True
-
-
-_grad_mode = _GradMode()
-
-
-def is_grad_enabled() -> bool:
-    return _grad_mode.enabled
-
-
-class no_grad:
-    """Context manager (and decorator) in which ops record no graph. Thread-local."""
-
-    _enable = False
-
-    def __enter__(self):
-        self._prev = _grad_mode.enabled
-        _grad_mode.enabled = self._enable
-
-    def __exit__(self, *exc):
-        _grad_mode.enabled = self._prev
-
-    def __call__(self, fn):
-        import functools
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with type(self)():
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-
-class enable_grad(no_grad):
-    """Re-enable graph recording inside a ``no_grad`` block."""
-
-    _enable = True
-
-
-# --------------------------------------------------------------------------------------------------
-# Broadcasting: the one helper every op's backward uses
-
-def sum_to(g, shape):
-    """Sum a broadcast gradient ``g`` back down to ``shape`` (the adjoint of broadcast_to).
-
-    Leading axes that broadcasting added are summed away; axes where ``shape`` has size 1 are summed
-    with keepdims.  docs/autograd.md#broadcasting.
-    """
-    if g.shape == shape:
-        return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
-    )
-    xp = namespace(g)
-    g = xp.sum(g, axis=axes, keepdims=True)
-    return xp.reshape(g, shape) if g.shape != shape else g
-
-
-# --------------------------------------------------------------------------------------------------
-# Function: one op = forward on arrays + backward on gradients
-
-class Function:
-    """Base class of every op.
-
-    Subclasses implement ``forward(*arrays) -> array`` and ``backward(gy) -> tuple of gradients``
-    (one per input, ``None`` where ``self.needs[i]`` is False).  ``self.saved`` holds what backward
-    needs; ``self.needs`` says which inputs want a gradient, so backward can skip the others.
-    Call an op with ``Op(**params)(*tensors)``, or through its function in ``scratchvae.functional``.
-    """
-
-    __slots__ = ("inputs", "saved", "needs")
-
-    def forward(self, *xs):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def backward(self, gy):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__.lower()
-
-    def __call__(self, *inputs: "Tensor") -> "Tensor":
-        xs = [t.data for t in inputs]
-        if len(xs) > 1 and not (type(xs[0]) is np.ndarray and type(xs[1]) is np.ndarray and len(xs) == 2):
-            _check_same_device(self, xs, inputs)
-        if _grad_mode.enabled:
-            try:
-                needs = tuple([t.requires_grad for t in inputs])
-            except AttributeError:
-                _check_tensors(self, inputs)
-                raise
-            record = True in needs
-        else:
-            needs = (False,) * len(xs)
-            record = False
-        self.needs = needs
-        if _observers:
-            for o in _observers:
-                o.start(self, "forward")
-        try:
-            y = self.forward(*xs)
-        except (ValueError, TypeError, IndexError) as e:
-            _check_tensors(self, inputs)
-            raise type(e)(
-                f"{self.name}: {e} (input shapes {', '.join(str(tuple(x.shape)) for x in xs)})"
-            ) from e
-        if isinstance(y, np.generic):  # NumPy reductions to 0-d return scalars, not arrays
-            y = np.asarray(y)
-        if _observers:
-            for o in _observers:
-                o.forward(self, xs, y)
-        out = Tensor.__new__(Tensor)
-        out.data = y
-        out.grad = None
-        if record:
-            self.inputs = inputs
-            out.requires_grad = True
-            out._ctx = self
-        else:
-            out.requires_grad = False
-            out._ctx = None
-        return out
-
-    def release(self):
-        """Drop the inputs and saved arrays after backward (unless retain_graph)."""
-        self.inputs = None
-        self.saved = None
-
-
-def _check_tensors(op, inputs):
-    """A plain array where the op needs a Tensor: say so (and how to make one), not a confusing error
-    from deeper down.  Called on error paths only, so the hot path pays nothing for it."""
-    for i, t in enumerate(inputs):
-        if not isinstance(t, Tensor):
-            raise TypeError(
-                f"{op.name}: input {i} is a {type(t).__module__}.{type(t).__name__}, not a Tensor; wrap it "
-                "with scratchvae.tensor(x) first (that places it on the current backend)"
-            )
-
-
-def _check_same_device(op, xs, inputs=()):
-    """Refuse to combine arrays of two libraries or two devices -- never convert silently."""
-    t0 = type(xs[0])
-    for x in xs[1:]:
-        if type(x) is not t0:
-            break
-    else:
-        if t0 is np.ndarray:
-            return
-        d0 = xs[0].device
-        if all(x.device == d0 for x in xs[1:]):
-            return
-    _check_tensors(op, inputs)
-    devices = ", ".join(device_of(x) for x in xs)
-    raise ValueError(
-        f"{op.name}: inputs live on different backends/devices ({devices}); move them to one "
-        "explicitly with Tensor.to(...) or scratchvae.tensor(...) -- nothing is converted implicitly"
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Tensor
 
 class Tensor:
     """An array of a backend plus what reverse mode needs: ``requires_grad``, ``grad``, and the op
@@ -273,11 +88,11 @@ class Tensor:
             extra = f", grad_fn={type(self._ctx).__name__}"
         elif self.requires_grad:
             extra = ", requires_grad=True"
-        body = np.array2string(self.numpy(), separator=", ", threshold=20, edgeitems=2)
+        body = format_array(self.numpy())
         return f"tensor({body}, dtype={dtype_name(self.dtype)}, device={self.device}{extra})"
 
     # -- conversions ---------------------------------------------------------------------------
-    def numpy(self) -> np.ndarray:
+    def numpy(self):
         """The data as a host NumPy array: an explicit copy for device data, the array itself for NumPy."""
         return backend_of(self.data).to_numpy(self.data)
 
@@ -302,9 +117,7 @@ class Tensor:
         """Copy to another backend ("numpy" | "cupy" | Backend) and/or dtype. Differentiable in dtype only."""
         out = self
         if backend is not None:
-            from ..backend import Backend, _make
-
-            target = backend if isinstance(backend, Backend) else _make(backend)
+            target = resolve_backend(backend)
             src = backend_of(self.data)
             if target is not src:
                 data = target.from_numpy(src.to_numpy(self.data))
@@ -321,59 +134,27 @@ class Tensor:
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (times ``grad`` for non-scalars).
 
-        Visits each node once, in reverse topological order found without recursion, so chains of
-        any length work; gradients of tensors used several times are summed before they flow on.
-        The graph is released afterwards unless ``retain_graph=True``.  docs/autograd.md#backward.
+        Visits each tensor once, outputs before inputs, in an order found without recursion (so
+        chains of any length work); the gradients arriving at a tensor used several times are
+        summed before they flow on.  The graph is released afterwards unless ``retain_graph``.
+        docs/autograd.md#backward.
         """
-        if not self.requires_grad:
-            raise RuntimeError(
-                "backward: this tensor does not require grad and has no graph; create the leaves with "
-                "requires_grad=True (and not under no_grad) before computing it"
-            )
-        if grad is None:
-            if self.size != 1:
-                raise RuntimeError(
-                    f"backward: the output has shape {self.shape}; backward() without a gradient is only "
-                    "defined for a single-element output -- reduce it first (e.g. loss.sum()) or pass "
-                    "grad= with the output's shape"
-                )
-            grad = namespace(self.data).ones_like(self.data)
-        else:
-            grad = grad.data if isinstance(grad, Tensor) else grad
-            if tuple(grad.shape) != self.shape:
-                raise ValueError(f"backward: grad has shape {tuple(grad.shape)} but the output has shape {self.shape}")
-
-        if self._ctx is None:  # a leaf: d self / d self
-            _accumulate_leaf(self, grad)
-            return
-
-        order = _topological_order(self)
-        grads = {id(self): grad}
+        order = _topological_order(self)  # inputs before outputs, leaves included
+        grads = {id(self): _output_grad(self, grad)}
         for t in reversed(order):
-            ctx = t._ctx
-            gy = grads.pop(id(t), None)
-            if gy is None:  # no path from the output reaches t with a gradient
+            gy = grads.pop(id(t))
+            if t._ctx is None:  # a leaf: everything that flows into it has arrived
+                _accumulate_leaf(t, gy)
                 continue
-            if _observers:
-                for o in _observers:
-                    o.start(ctx, "backward")
-                gxs = ctx.backward(gy)
-                for o in _observers:
-                    o.backward(ctx, gy, gxs)
-            else:
-                gxs = ctx.backward(gy)
-            for x, gx, need in zip(ctx.inputs, gxs, ctx.needs):
-                if not need or gx is None:
-                    continue
-                if x._ctx is None:
-                    _accumulate_leaf(x, gx)
-                else:
-                    key = id(x)
-                    prev = grads.get(key)
-                    grads[key] = gx if prev is None else prev + gx
+            ctx = t._ctx
+            for x, gx, need in zip(ctx.inputs, _backward_of(ctx, gy), ctx.needs):
+                if need and gx is not None:
+                    prev = grads.get(id(x))
+                    grads[id(x)] = gx if prev is None else prev + gx
         if not retain_graph:
             for t in order:
-                t._ctx.release()
+                if t._ctx is not None:
+                    t._ctx.release()
 
     # -- arithmetic operators (defined here, not patched in) -------------------------------------
     def __add__(self, other):
@@ -510,6 +291,37 @@ def _raw(x):
     return x.data if isinstance(x, Tensor) else x
 
 
+def _output_grad(out: Tensor, grad):
+    """The gradient backward starts from: 1 for a single-element output, else ``grad`` (checked)."""
+    if not out.requires_grad:
+        raise RuntimeError(
+            "backward: this tensor does not require grad and has no graph; create the leaves with "
+            "requires_grad=True (and not under no_grad) before computing it"
+        )
+    if grad is None:
+        if out.size != 1:
+            raise RuntimeError(
+                f"backward: the output has shape {out.shape}; backward() without a gradient is only "
+                "defined for a single-element output -- reduce it first (e.g. loss.sum()) or pass "
+                "grad= with the output's shape"
+            )
+        return namespace(out.data).ones_like(out.data)
+    grad = grad.data if isinstance(grad, Tensor) else grad
+    if tuple(grad.shape) != out.shape:
+        raise ValueError(f"backward: grad has shape {tuple(grad.shape)} but the output has shape {out.shape}")
+    return grad
+
+
+def _backward_of(ctx, gy):
+    """``ctx.backward(gy)``, with the observers (profiler, anomaly mode) told before and after."""
+    for o in observers:
+        o.start(ctx, "backward")
+    gxs = ctx.backward(gy)
+    for o in observers:
+        o.backward(ctx, gy, gxs)
+    return gxs
+
+
 def _accumulate_leaf(x: Tensor, g):
     dt = x.data.dtype
     if g.dtype is not dt and g.dtype != dt:  # an input promoted to a wider dtype inside the graph
@@ -519,7 +331,8 @@ def _accumulate_leaf(x: Tensor, g):
 
 
 def _topological_order(root: Tensor):
-    """Non-leaf tensors reachable from ``root``, inputs before outputs (iterative DFS, O(nodes + edges))."""
+    """The tensors that need a gradient and are reachable from ``root``, inputs before outputs
+    (an iterative depth-first search: O(nodes + edges), no recursion)."""
     order = []
     seen = set()
     stack = [(root, False)]
@@ -531,16 +344,18 @@ def _topological_order(root: Tensor):
         if id(t) in seen:
             continue
         seen.add(id(t))
+        stack.append((t, True))
         ctx = t._ctx
+        if ctx is None:
+            continue
         if ctx.inputs is None:
             raise RuntimeError(
                 f"backward: the graph through a tensor produced by {type(ctx).__name__} was already freed "
                 "by an earlier backward(); pass retain_graph=True to the first backward() to "
                 "backpropagate through it twice"
             )
-        stack.append((t, True))
         for p, need in zip(ctx.inputs, ctx.needs):
-            if need and p._ctx is not None and id(p) not in seen:
+            if need and id(p) not in seen:
                 stack.append((p, False))
     return order
 
@@ -557,10 +372,10 @@ def tensor(data, requires_grad=False, dtype=None) -> Tensor:
     """
     if isinstance(data, Tensor):
         data = data.data
-    if isinstance(data, (np.ndarray, list, tuple, int, float, bool, np.generic)):
-        host = np.asarray(data)
-        if dtype is None and host.dtype.kind == "f" and not isinstance(data, (np.ndarray, np.generic)):
-            dtype = get_default_dtype()
+    if is_host_data(data):
+        host = host_array(data)
+        if dtype is None and host.dtype.kind == "f" and not hasattr(data, "dtype"):
+            dtype = get_default_dtype()  # Python floats take the default dtype; NumPy data keeps its own
         arr = get_backend().from_numpy(host, dtype)
     else:
         arr = data
@@ -594,4 +409,7 @@ def as_tensor(data, like: Tensor | None = None, dtype=None) -> Tensor:
     return tensor(backend_of(like.data).from_numpy(host_array(data, dtype)))
 
 
-from . import ops as _ops  # noqa: E402  (ops import Tensor and Function from this module)
+# Last: these modules import Tensor from this one.
+from .function import Function, sum_to  # noqa: E402,F401
+from .grad_mode import add_observer, enable_grad, is_grad_enabled, no_grad, remove_observer  # noqa: E402,F401
+from . import ops as _ops  # noqa: E402,I001

@@ -292,7 +292,7 @@ def main(argv=None, prog: str = "scratchvae bench") -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 2
-    from ..backend import tune_host_allocator
+    from ..fast.host import tune_host_allocator
 
     tune_host_allocator()  # the same allocator setting as scratchvae train, for every backend alike
     try:
