@@ -241,9 +241,10 @@ def is_host_data(x) -> bool:
     return isinstance(x, (int, float, bool, list, tuple, np.ndarray, np.generic))
 
 
-def host_array(x, dtype=None):
-    """Host data as a NumPy array (in ``dtype`` when given); what Backend.from_numpy takes."""
-    a = np.asarray(x)
+def host_array(x, dtype=None, copy=False):
+    """Host data as a NumPy array (in ``dtype`` when given; a fresh copy if ``copy``); what
+    Backend.from_numpy takes."""
+    a = np.array(x) if copy else np.asarray(x)
     return a if dtype is None else a.astype(_dtype_name(dtype), copy=False)
 
 

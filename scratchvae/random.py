@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import Backend, _dtype_name, _make, get_backend, get_default_dtype
+from .backend import Backend, dtype_name, get_backend, get_default_dtype, resolve_backend
 
 __all__ = ["Generator", "manual_seed", "default_generator", "randn", "rand"]
 
@@ -47,20 +47,20 @@ class Generator:
     def normal(self, shape, dtype=None, backend=None):
         """Standard normal draws of ``shape`` in ``dtype`` on ``backend`` (default: the current)."""
         backend = backend or get_backend()
-        name = _dtype_name(dtype or get_default_dtype())
+        name = dtype_name(dtype or get_default_dtype())
         a = self._stream(backend).standard_normal(tuple(shape), dtype=name)
         return a if backend.name == "cupy" else backend.from_numpy(a)
 
     def uniform(self, shape, dtype=None, backend=None):
         """Uniform draws on [0, 1) of ``shape`` in ``dtype`` on ``backend``."""
         backend = backend or get_backend()
-        name = _dtype_name(dtype or get_default_dtype())
+        name = dtype_name(dtype or get_default_dtype())
         a = self._stream(backend).random(tuple(shape), dtype=name)
         return a if backend.name == "cupy" else backend.from_numpy(a)
 
     def numpy(self) -> np.random.Generator:
         """The host NumPy stream (for shuffling indices and other host-side choices)."""
-        return self._stream(_make("numpy"))
+        return self._stream(resolve_backend("numpy"))
 
 
 _default = Generator(None)

@@ -24,15 +24,7 @@ PKG = ROOT / "scratchvae"
 CORE = ["autograd", "nn", "optim", "distributions", "models", "elbo.py", "functional.py"]
 
 #: Core modules that still name NumPy (or CuPy), to be moved to the namespace or the fast layer.
-NAMES_NUMPY_YET = {
-    "autograd/ops/common.py",    # as_tensor's host-number wrapping
-    "autograd/ops/shape.py",     # host index arrays, argsort of a permutation
-    "nn/module.py",              # load_state_dict's host copies
-    "nn/linear.py",              # parameter creation from np.zeros
-    "models/vae.py",
-    "models/linear_gaussian.py",
-    "models/gaussian_mixture.py",
-}
+NAMES_NUMPY_YET: set = set()
 
 
 def _core_files():
@@ -75,12 +67,7 @@ def test_the_scan_sees_a_numpy_name():
 
 
 #: (importing module, imported name) pairs that still cross a package boundary with a private name.
-PRIVATE_IMPORTS_YET = {
-    ("nn/module.py", "_make"), ("models/vae.py", "_make"), ("models/linear_gaussian.py", "_make"),
-    ("nn/linear.py", "_make"), ("testing.py", "_make"),
-    ("random.py", "_make"), ("random.py", "_dtype_name"), ("optim/optimizer.py", "_place"),
-    ("models/linear_gaussian.py", "_mT"),
-}
+PRIVATE_IMPORTS_YET: set = set()
 
 
 def _package_of(rel: str) -> str:

@@ -7,7 +7,7 @@ the composite it is registered against (tests/test_fast.py).
 
 from __future__ import annotations
 
-from ..autograd.ops.common import as_tensor
+from ..autograd.ops.common import constant
 from ..autograd.tensor import Function, Tensor, sum_to
 from ..backend import namespace
 from . import cupy_kernels
@@ -93,14 +93,14 @@ class Reparameterize(Function):
 
 def bernoulli_log_prob(x, logits) -> Tensor:
     """log Bernoulli(x | logits) = x l - softplus(l), elementwise (stable for any finite l)."""
-    return BernoulliLogProb()(as_tensor(x, logits), logits)
+    return BernoulliLogProb()(constant(x, logits), logits)
 
 
 def normal_kl_standard(loc, log_scale) -> Tensor:
     """KL(N(loc, exp(log_scale)^2) || N(0, 1)) per element, as one op."""
-    return NormalKLStandard()(loc, as_tensor(log_scale, loc))
+    return NormalKLStandard()(loc, constant(log_scale, loc))
 
 
 def reparameterize(loc, log_scale, eps) -> Tensor:
     """loc + exp(log_scale) * eps as one op (eps: a constant array or tensor of noise)."""
-    return Reparameterize()(loc, as_tensor(log_scale, loc), as_tensor(eps, loc))
+    return Reparameterize()(loc, constant(log_scale, loc), constant(eps, loc))

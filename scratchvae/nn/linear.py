@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+import operator
 
 from .. import functional as F
 from ..autograd import Tensor
 from ..autograd.fastpath import replaceable
-from ..backend import _make, dtype_name, get_backend, get_default_dtype
+from ..backend import dtype_name, get_default_dtype, resolve_backend
 from . import init
 from .module import Module, Parameter
 
@@ -53,6 +53,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     return F.relu(y) if activation == "relu" else F.tanh(y)
 
 
+def _is_integer(n) -> bool:
+    try:
+        operator.index(n)  # int, NumPy integers: anything that is an exact integer
+    except TypeError:
+        return False
+    return True
+
+
 class Linear(Module):
     """An affine layer y = x W + b with W of shape (in_features, out_features).
 
@@ -68,15 +76,15 @@ class Linear(Module):
                  dtype=None, backend=None, generator=None):
         super().__init__()
         for what, n in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+            if not _is_integer(n) or isinstance(n, bool) or n <= 0:
                 raise ValueError(f"Linear: {what} must be a positive integer, got {n!r}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        be = get_backend() if backend is None else (backend if not isinstance(backend, str) else _make(backend))
+        be = resolve_backend(backend)
         name = dtype_name(dtype or get_default_dtype())
-        self.weight = Parameter(be.from_numpy(np.zeros((self.in_features, self.out_features), dtype=name)))
+        self.weight = Parameter(be.zeros((self.in_features, self.out_features), name))
         if bias:
-            self.bias = Parameter(be.from_numpy(np.zeros((self.out_features,), dtype=name)))
+            self.bias = Parameter(be.zeros((self.out_features,), name))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters(generator)

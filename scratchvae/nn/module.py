@@ -11,11 +11,9 @@ from __future__ import annotations
 import copy
 from collections import namedtuple
 
-import numpy as np
-
 from ..autograd import Tensor
 from ..autograd.fastpath import replaceable
-from ..backend import Backend, _make, backend_of, dtype_name, namespace
+from ..backend import Backend, backend_of, dtype_name, host_array, is_host_data, namespace, resolve_backend
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "IncompatibleKeys"]
 
@@ -46,10 +44,6 @@ class Parameter(Tensor):
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
-def _resolve_backend(backend) -> Backend:
-    return backend if isinstance(backend, Backend) else _make(backend)
-
-
 def _same_place(a, target: Backend) -> bool:
     src = backend_of(a)
     return src.name == target.name and (target.name != "array_api_strict" or src.device == target.device)
@@ -63,8 +57,8 @@ def _place(value, like, what: str):
         value = value.data
     target = backend_of(like)
     dtype = dtype_name(like.dtype)
-    if isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
-        return target.from_numpy(np.array(value, dtype=dtype))  # np.array copies
+    if is_host_data(value):
+        return target.from_numpy(host_array(value, dtype, copy=True))
     try:
         src = backend_of(value)
     except TypeError:
@@ -76,7 +70,7 @@ def _place(value, like, what: str):
         xp = namespace(value)
         return xp.astype(value, like.dtype, copy=True)
     # Another backend or device: an explicit trip through the host, the only allowed crossing.
-    return target.from_numpy(np.array(src.to_numpy(value), dtype=dtype))
+    return target.from_numpy(host_array(src.to_numpy(value), dtype, copy=True))
 
 
 class Module:
@@ -232,7 +226,7 @@ class Module:
         elsewhere stay valid.  An optimizer's state is not moved: create the optimizer after
         moving the model, or load its state_dict afterwards.
         """
-        target = None if backend is None else _resolve_backend(backend)
+        target = None if backend is None else resolve_backend(backend)
         if dtype is not None and dtype_name(dtype) not in ("float16", "float32", "float64"):
             raise ValueError(f"Module.to: parameters must stay floating, got dtype {dtype!r}")
         for p in self.parameters():
@@ -279,7 +273,7 @@ class Module:
         for k, p in own.items():
             if k in state_dict:
                 v = state_dict[k]
-                shape = tuple(getattr(v, "shape", np.shape(v)))
+                shape = tuple(v.shape) if hasattr(v, "shape") else tuple(host_array(v).shape)
                 if shape != p.shape:
                     mismatched.append(f"{k!r}: state dict has {shape}, the model has {p.shape}")
         if mismatched or (strict and (missing or unexpected)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..tensor import Function, Tensor, sum_to
-from .common import as_tensor
+from .common import constant
 
 
 class Add(Function):
@@ -101,26 +101,26 @@ class Pow(Function):
 
 def add(a, b) -> Tensor:
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Add()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Add()(a, constant(b, a))
 
 
 def sub(a, b) -> Tensor:
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Sub()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Sub()(a, constant(b, a))
 
 
 def mul(a, b) -> Tensor:
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Mul()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Mul()(a, constant(b, a))
 
 
 def div(a, b) -> Tensor:
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Div()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Div()(a, constant(b, a))
 
 
 def neg(x) -> Tensor:

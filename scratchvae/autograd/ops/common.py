@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ...backend import is_floating, namespace
+from ...backend import constant_like, is_number, namespace
 from ..tensor import Tensor
 
 
-def as_tensor(x, like: Tensor) -> Tensor:
+def constant(x, like: Tensor) -> Tensor:
     """A constant (no-grad) Tensor for a Python number or array used in an op with ``like``.
 
     Python numbers take ``like``'s dtype (x * 2.0 stays float32), as in NumPy and PyTorch.  A NumPy
@@ -16,17 +14,9 @@ def as_tensor(x, like: Tensor) -> Tensor:
     """
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, (int, float, bool, np.generic)):
-        d = like.data
-        if type(d) is np.ndarray:
-            arr = np.asarray(x, dtype=d.dtype if d.dtype.kind == "f" or not isinstance(x, float) else None)
-        else:
-            keep = is_floating(d.dtype) or not isinstance(x, float)
-            arr = namespace(d).asarray(x, dtype=d.dtype if keep else None, device=d.device)
-    else:
-        arr = x
     out = Tensor.__new__(Tensor)
-    out.data, out.grad, out.requires_grad, out._ctx = arr, None, False, None
+    out.data = constant_like(x, like.data) if is_number(x) else x
+    out.grad, out.requires_grad, out._ctx = None, False, None
     return out
 
 

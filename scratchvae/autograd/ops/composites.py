@@ -12,7 +12,7 @@ import math
 from ..fastpath import replaceable
 from ..tensor import Tensor
 from .arithmetic import mul, sub
-from .common import as_tensor
+from .common import constant
 from .elementwise import abs, exp, expm1, log1p, square
 from .select import maximum
 
@@ -30,7 +30,7 @@ def bernoulli_log_prob(x, logits) -> Tensor:
     tiny log1p(e^-|l|) survives (x l - softplus(l) rounds -2e-9 to 0 in float32 at l = 20).
     Its gradient is x - sigmoid(l).  docs/elbo.md#the-bernoulli-likelihood.
     """
-    x = as_tensor(x, logits)
+    x = constant(x, logits)
     return sub(mul(x, logits) - maximum(logits, 0.0), log1p(exp(-abs(logits))))
 
 
@@ -39,7 +39,7 @@ def normal_kl_standard(loc, log_scale) -> Tensor:
     """KL(N(m, sigma^2) || N(0, 1)) = (m^2 + sigma^2 - 1 - 2 log sigma) / 2 per element, written
     (m^2 + expm1(2t) - 2t) / 2 with t = log sigma so that it stays exact near sigma = 1.
     docs/elbo.md#two-diagonal-gaussians-step-by-step."""
-    t = as_tensor(log_scale, loc)
+    t = constant(log_scale, loc)
     return 0.5 * (square(loc) + expm1(2.0 * t) - 2.0 * t)
 
 
@@ -47,7 +47,7 @@ def normal_kl_standard(loc, log_scale) -> Tensor:
 def reparameterize(loc, log_scale, eps) -> Tensor:
     """z = mu + sigma eps with sigma = e^t, t = log sigma, eps a constant draw of N(0, 1) noise:
     the reparameterization trick.  docs/elbo.md#reparameterization."""
-    return loc + exp(as_tensor(log_scale, loc)) * as_tensor(eps, loc)
+    return loc + exp(constant(log_scale, loc)) * constant(eps, loc)
 
 
 def normal_log_density(x, loc, scale, log_scale) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...backend import namespace
 from ..tensor import Function, Tensor, sum_to
-from .common import as_tensor
+from .common import constant
 
 
 class MatMul(Function):
@@ -54,8 +54,8 @@ class MatMul(Function):
 
 def matmul(a, b) -> Tensor:
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return MatMul()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return MatMul()(a, constant(b, a))
 
 
 def _mT(xp, a):
@@ -188,16 +188,16 @@ def cholesky(a) -> Tensor:
 def solve(a, b) -> Tensor:
     """X with A X = B."""
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Solve()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Solve()(a, constant(b, a))
 
 
 def solve_triangular(a, b, lower=True) -> Tensor:
     """X with T X = B, where T is the lower (``lower=True``) or upper triangle of A; the other
     triangle is ignored and gets no gradient."""
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return SolveTriangular(lower)(a, as_tensor(b, a))
+        a = constant(a, b)
+    return SolveTriangular(lower)(a, constant(b, a))
 
 
 def diagonal(a) -> Tensor:

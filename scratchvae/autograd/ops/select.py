@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...backend import namespace
 from ..tensor import Function, Tensor, sum_to
-from .common import as_tensor
+from .common import constant
 
 
 class Where(Function):
@@ -78,8 +78,8 @@ class Minimum(Maximum):
 def where(cond, a, b) -> Tensor:
     cond = cond.data if isinstance(cond, Tensor) else cond
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Where(cond)(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Where(cond)(a, constant(b, a))
 
 
 def clip(x, min=None, max=None) -> Tensor:
@@ -90,11 +90,11 @@ def clip(x, min=None, max=None) -> Tensor:
 
 def maximum(a, b) -> Tensor:
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Maximum()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Maximum()(a, constant(b, a))
 
 
 def minimum(a, b) -> Tensor:
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return Minimum()(a, as_tensor(b, a))
+        a = constant(a, b)
+    return Minimum()(a, constant(b, a))

@@ -3,9 +3,7 @@ concatenate and stack.  Their backward moves the gradient back the same way."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from ...backend import backend_of, namespace
+from ...backend import backend_of, index_array, namespace
 from ..tensor import Function, Tensor, sum_to
 
 
@@ -43,7 +41,7 @@ class Transpose(Function):
         return namespace(x).permute_dims(x, self.axes)
 
     def backward(self, gy):
-        inverse = tuple(int(i) for i in np.argsort(self.axes))
+        inverse = tuple(sorted(range(len(self.axes)), key=self.axes.__getitem__))
         return (namespace(gy).permute_dims(gy, inverse),)
 
 
@@ -171,15 +169,9 @@ def broadcast_to(x, shape) -> Tensor:
 
 
 def _device_index(index, like):
-    """Move host integer index arrays (NumPy, lists, Tensors) to ``like``'s backend (host -> device)."""
+    """Host integer index arrays (NumPy, lists) moved to ``like``'s backend; Tensors unwrapped."""
     def one(i):
-        if isinstance(i, Tensor):
-            return i.data
-        if isinstance(i, (list, np.ndarray)) and type(like) is not np.ndarray:
-            return backend_of(like).from_numpy(np.asarray(i))
-        if isinstance(i, list):
-            return np.asarray(i)
-        return i
+        return i.data if isinstance(i, Tensor) else index_array(i, like)
 
     if isinstance(index, tuple):
         return tuple(one(i) for i in index)
