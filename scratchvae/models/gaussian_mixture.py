@@ -23,14 +23,13 @@ constrained set, so EM's monotonicity is kept (docs/vae_and_gmm.md#the-variance-
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..autograd.tensor import tensor as _tensor
-from ..backend import backend_of, namespace
+from ..backend import backend_of, host_array, namespace
 from ..distributions import Categorical, Independent, Normal
 from ..distributions.multivariate_normal import MultivariateNormal
 from ..nn.module import Module, Parameter
@@ -82,7 +81,7 @@ class GaussianMixture(Module):
                  backend=None, generator=None):
         super().__init__()
         for what, n in (("n_components", n_components), ("dim", dim)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"GaussianMixture: {what} must be a positive integer, got {n!r}")
         if covariance_type not in _COVARIANCE_TYPES:
             raise ValueError(f"GaussianMixture: covariance_type must be one of {_COVARIANCE_TYPES}, got {covariance_type!r}")
@@ -90,12 +89,14 @@ class GaussianMixture(Module):
         be, dt = _resolve_place([], backend, dtype)
         gen = generator or default_generator()
         self.n_components, self.dim, self.covariance_type = K, d, covariance_type
-        self.logits = Parameter(be.from_numpy(np.zeros((K,), dtype=dt)))
-        self.means = Parameter(gen.normal((K, d), dtype=dt, backend=be))
+        means = gen.normal((K, d), dtype=dt, backend=be)  # the only draw; the rest is made next to it
+        xp, like = namespace(means), {"dtype": means.dtype, "device": getattr(means, "device", None)}
+        self.logits = Parameter(xp.zeros((K,), **like))
+        self.means = Parameter(means)
         if covariance_type == "diag":
-            self.log_vars = Parameter(be.from_numpy(np.zeros((K, d), dtype=dt)))
+            self.log_vars = Parameter(xp.zeros((K, d), **like))
         else:
-            self.scale_tril = Parameter(be.from_numpy(np.broadcast_to(np.eye(d, dtype=dt), (K, d, d)).copy()))
+            self.scale_tril = Parameter(xp.asarray(xp.broadcast_to(xp.eye(d, **like), (K, d, d)), copy=True))
 
     @classmethod
     def from_params(cls, weights, means, variances=None, *, covariances=None, dtype=None,
@@ -321,7 +322,7 @@ class GaussianMixture(Module):
         centers = [x[first:first + 1, :]]
         d2 = xp.sum(xp.square(x - centers[0]), axis=1)
         for _ in range(1, self.n_components):
-            p = np.asarray(be.to_numpy(d2), dtype=np.float64)
+            p = host_array(be.to_numpy(d2), "float64")
             total = p.sum()
             i = int(rng.integers(n)) if not total > 0 else int(rng.choice(n, p=p / total))
             centers.append(x[i:i + 1, :])

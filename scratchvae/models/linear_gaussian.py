@@ -18,24 +18,24 @@ decode and prior, so the Monte-Carlo machinery can be checked against the closed
 
 from __future__ import annotations
 
-
-import numpy as np
+import numbers
 
 from .. import functional as F
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor, as_tensor, no_grad
 from ..autograd.tensor import tensor as _tensor
 from ..backend import (
     Backend,
-    _make,
     backend_of,
     dtype_name,
     get_backend,
     get_default_dtype,
+    host_array,
     is_floating,
+    is_host_data,
     namespace,
+    resolve_backend,
 )
-from ..distributions import Independent, Normal, kl_divergence
-from ..distributions.multivariate_normal import MultivariateNormal, _mT
+from ..distributions import Independent, MultivariateNormal, Normal, kl_divergence
 from ..nn.module import Module, Parameter
 from ..random import default_generator
 
@@ -43,10 +43,6 @@ __all__ = ["LinearGaussian"]
 
 # --------------------------------------------------------------------------------------------------
 # placing user-given parameters (shared by the tractable models)
-
-def _is_host(a) -> bool:
-    return isinstance(a, (np.ndarray, np.generic, int, float, list, tuple))
-
 
 def _resolve_place(values, backend=None, dtype=None):
     """(Backend, dtype name) for model parameters given as NumPy data, backend arrays or Tensors.
@@ -57,9 +53,9 @@ def _resolve_place(values, backend=None, dtype=None):
     """
     arrays = [v.data if isinstance(v, Tensor) else v for v in values if v is not None]
     if backend is not None:
-        be = backend if isinstance(backend, Backend) else _make(backend)
+        be = resolve_backend(backend)
     else:
-        on_device = [a for a in arrays if not _is_host(a)]
+        on_device = [a for a in arrays if not is_host_data(a)]
         be = backend_of(on_device[0]) if on_device else get_backend()
     if dtype is None:
         floats = [dtype_name(a.dtype) for a in arrays if hasattr(a, "dtype") and is_floating(a.dtype)]
@@ -68,22 +64,23 @@ def _resolve_place(values, backend=None, dtype=None):
 
 
 def _place(value, be: Backend, dtype: str):
-    """``value`` as a backend array on ``be`` in ``dtype`` (NumPy data is copied host -> device)."""
+    """``value`` as a backend array on ``be`` in ``dtype``: host data is copied host -> device, and
+    -- unlike ``as_tensor`` -- an array of another backend is moved, because ``backend=`` asked for it."""
     if isinstance(value, Tensor):
         value = value.data
-    if _is_host(value):
-        return be.from_numpy(np.asarray(value, dtype=dtype))
+    if is_host_data(value):
+        return be.from_numpy(host_array(value, dtype))
     src = backend_of(value)
     if src.name != be.name or (be.name == "array_api_strict" and src.device != be.device):
-        value = be.from_numpy(np.asarray(src.to_numpy(value), dtype=dtype))  # asked for: an explicit move
+        value = be.from_numpy(host_array(src.to_numpy(value), dtype))  # asked for: an explicit move
     xp = namespace(value)
     return value if dtype_name(value.dtype) == dtype else xp.astype(value, getattr(xp, dtype))
 
 
 def _data(x, like: Tensor, dim: int, who: str) -> Tensor:
-    """Data as a (B, dim) Tensor next to the parameter ``like`` (NumPy data is placed on its backend)."""
-    if not isinstance(x, Tensor):
-        x = _tensor(_place(x, backend_of(like.data), dtype_name(like.dtype)))
+    """Data as a (B, dim) Tensor next to the parameter ``like`` (``as_tensor``: host data is copied
+    to its backend in its dtype; Tensors and backend arrays are used where they are)."""
+    x = as_tensor(x, like)
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"{who}: x must be a (batch, {dim}) matrix of examples, got shape {x.shape}")
     return x
@@ -159,12 +156,12 @@ class LinearGaussian(Module):
 
     def decode(self, z) -> Independent:
         """p(x | z) = N(W z + b, diag(psi)) for z of shape (N, k): batch (N,), event (d,)."""
-        loc = F.matmul(z, _mT(self.weight)) + self.bias
+        loc = F.matmul(z, self.weight.T) + self.bias
         return Independent(Normal.from_log_var(loc, self._log_psi()), 1)
 
     def marginal(self) -> MultivariateNormal:
         """p(x) = N(b, W W^T + Psi)  (docs/tractable.md#evidence)."""
-        cov = F.matmul(self.weight, _mT(self.weight)) + _diag(self.noise_var, self._eye(self.data_dim))
+        cov = F.matmul(self.weight, self.weight.T) + _diag(self.noise_var, self._eye(self.data_dim))
         return MultivariateNormal(self.bias, covariance_matrix=cov)
 
     def log_marginal(self, x) -> Tensor:
@@ -178,7 +175,7 @@ class LinearGaussian(Module):
 
     def _wt_psi_inv(self) -> Tensor:
         """W^T Psi^-1, shape (k, d)."""
-        return _mT(self.weight) * F.exp(-self._log_psi())
+        return self.weight.T * F.exp(-self._log_psi())
 
     def posterior(self, x) -> MultivariateNormal:
         """p(z | x) = N(M^-1 W^T Psi^-1 (x - b), M^-1), batch (B,), event (k,) (docs/tractable.md#posterior).
@@ -189,8 +186,8 @@ class LinearGaussian(Module):
         # M = L L^T, so M^-1 = A^T A with A = L^-1: two triangular solves, and a covariance that
         # is symmetric by construction (as Cholesky assumes).
         A = F.solve_triangular(F.cholesky(self.posterior_precision()), self._eye(self.latent_dim))
-        cov = F.matmul(_mT(A), A)
-        mean = _mT(F.matmul(cov, F.matmul(self._wt_psi_inv(), _mT(x - self.bias))))
+        cov = F.matmul(A.T, A)
+        mean = F.matmul(cov, F.matmul(self._wt_psi_inv(), (x - self.bias).T)).T
         return MultivariateNormal(mean, covariance_matrix=cov)
 
     encode = posterior
@@ -232,7 +229,7 @@ class LinearGaussian(Module):
             m = F.broadcast_to(q.mean, (x.shape[0], self.latent_dim))
             g = F.sum(F.square(self.weight) * F.reshape(inv_psi, (self.data_dim, 1)), axis=0)  # diag(W^T Psi^-1 W)
             trace = F.sum(q.variance * g, axis=-1)
-        r = x - F.matmul(m, _mT(self.weight)) - self.bias
+        r = x - F.matmul(m, self.weight.T) - self.bias
         quad = F.sum(F.square(r) * inv_psi, axis=-1)
         return -0.5 * (self.data_dim * F.LOG_2PI + F.sum(log_psi) + quad + trace)
 
@@ -249,7 +246,7 @@ class LinearGaussian(Module):
         with no_grad():
             z = _tensor(gen.normal((n, self.latent_dim), dtype=dt, backend=be))
             eps = _tensor(gen.normal((n, self.data_dim), dtype=dt, backend=be))
-            x = F.matmul(z, _mT(self.weight)) + self.bias + F.sqrt(self.noise_var) * eps
+            x = F.matmul(z, self.weight.T) + self.bias + F.sqrt(self.noise_var) * eps
         return (x, z) if return_latents else x
 
     @classmethod
@@ -266,13 +263,13 @@ class LinearGaussian(Module):
         likelihood.
         """
         data = X.data if isinstance(X, Tensor) else X
-        if _is_host(data):
-            data = get_backend().from_numpy(np.asarray(data, dtype=get_default_dtype()))
+        if is_host_data(data):
+            data = get_backend().from_numpy(host_array(data, get_default_dtype()))
         xp = namespace(data)
         if data.ndim != 2:
             raise ValueError(f"LinearGaussian.fit_mle: X must be an (N, d) matrix of examples, got shape {tuple(data.shape)}")
         n, d = (int(s) for s in data.shape)
-        if not (isinstance(k, (int, np.integer)) and 1 <= k < d):
+        if not (isinstance(k, numbers.Integral) and 1 <= k < d):
             raise ValueError(f"LinearGaussian.fit_mle: k must be an integer with 1 <= k < d = {d}, got {k!r} "
                              "(with k = d the noise variance is 0 and the likelihood unbounded)")
         if n < 2:

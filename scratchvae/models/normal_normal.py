@@ -17,7 +17,7 @@ from __future__ import annotations
 
 
 from .. import functional as F
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor, as_tensor, no_grad
 from ..autograd.tensor import tensor as _tensor
 from ..backend import backend_of, dtype_name, namespace
 from ..distributions import Independent, Normal, kl_divergence
@@ -58,8 +58,7 @@ class NormalNormal(Module):
         return F.exp(self.log_noise_scale)
 
     def _x(self, x, who: str) -> Tensor:
-        if not isinstance(x, Tensor):
-            x = _tensor(_place(x, backend_of(self.prior_loc.data), dtype_name(self.prior_loc.dtype)))
+        x = as_tensor(x, self.prior_loc)  # host data goes to the parameters' backend and dtype
         if x.ndim != 2:
             raise ValueError(f"NormalNormal.{who}: x must be a (B, n) matrix -- B data sets of n observations -- "
                              f"got shape {x.shape}; use x[None, :] for a single data set")
