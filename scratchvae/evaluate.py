@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .autograd import no_grad
+from .autograd import as_tensor, no_grad
 from .backend import backend_of, to_numpy
 from .elbo import elbo as _elbo
 
@@ -62,9 +62,10 @@ def elbo_stats(model, x: np.ndarray, batch_size: int = 1000, generator=None, n_s
     sq = 0.0
     kl_dims, means = [], []
     bar = _bar(n, "ELBO", progress)
+    like = next(iter(model.parameters()), None)  # host batches go to the parameters' backend and dtype
     with no_grad():
         for a, b in _batches(n, batch_size):
-            xb = model._as_input(np.ascontiguousarray(x[a:b]))
+            xb = as_tensor(np.ascontiguousarray(x[a:b]), like)
             seen = {}
 
             def encode(inp, _seen=seen):
@@ -119,8 +120,7 @@ def log_likelihood_stats(model, x: np.ndarray, k: int = 5000, batch_size: int | 
     log_px, ess = [], []
     bar = _bar(n, f"log p(x), k={k}", progress)
     for a, b in _batches(n, batch_size):
-        xb = model._as_input(np.ascontiguousarray(x[a:b]))
-        r = model.log_likelihood(xb, k=k, chunk=chunk, generator=generator)
+        r = model.log_likelihood(np.ascontiguousarray(x[a:b]), k=k, chunk=chunk, generator=generator)
         log_px.append(to_numpy(r.log_px).astype(np.float64))
         ess.append(to_numpy(r.ess).astype(np.float64))
         if bar is not None:

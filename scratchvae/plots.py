@@ -79,7 +79,7 @@ def show_grid(grid, path, title) -> Path:
 def plot_reconstructions(model, x: np.ndarray, path, n: int = 32, ncol: int = 8) -> Path:
     """Inputs and their reconstructions, row pairs: inputs, then what the model makes of them."""
     x = np.asarray(x[:n])
-    rec = to_numpy(model.reconstruct(model._as_input(x)))
+    rec = to_numpy(model.reconstruct(x))
     rows = []
     for start in range(0, len(x), ncol):
         rows.append(x[start:start + ncol])
@@ -101,7 +101,7 @@ def _posterior_means(model, x, batch_size=1000) -> np.ndarray:
     out = []
     with no_grad():
         for a in range(0, len(x), batch_size):
-            q = model.encode(model._as_input(np.ascontiguousarray(x[a:a + batch_size])))
+            q = model.encode(np.ascontiguousarray(x[a:a + batch_size]))
             mu = to_numpy(q.mean).astype(np.float64)
             out.append(mu.reshape(len(mu), -1))
     return np.concatenate(out)

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .. import functional as F
-from ..autograd import Tensor, no_grad
-from ..autograd.tensor import tensor as _tensor
-from ..backend import _make, backend_of, dtype_name, get_backend, get_default_dtype
+from ..autograd import Tensor, as_tensor, no_grad
+from ..backend import (
+    backend_of,
+    dtype_name,
+    get_backend,
+    get_default_dtype,
+    host_array,
+    namespace,
+    resolve_backend,
+    to_numpy,
+)
 from ..distributions import (
     DEFAULT_MIN_SCALE,
     Distribution,
@@ -126,10 +132,13 @@ class BernoulliLikelihood(Module):
         """E[x|z] = sigmoid(logits)."""
         return F.sigmoid(out)
 
-    def set_output_bias(self, bias: Parameter, pixel_means: np.ndarray) -> None:
-        """bias = logit(clip(m, 0.001, 0.999)): the decoder starts at the data's pixel means."""
-        m = np.clip(np.asarray(pixel_means, dtype=np.float64), *_BIAS_CLIP)
-        _fill(bias, np.log(m) - np.log1p(-m))
+    def set_output_bias(self, bias: Parameter, pixel_means) -> None:
+        """bias = logit(clip(m, 0.001, 0.999)): the decoder starts at the data's pixel means (a host
+        array, worked on in float64 on the host)."""
+        m = host_array(pixel_means, "float64")
+        xp = namespace(m)
+        m = xp.clip(m, *_BIAS_CLIP)
+        _fill(bias, xp.log(m) - xp.log1p(-m))
 
     def extra_repr(self):
         return "allow_grey=True" if self.allow_grey else ""
@@ -154,9 +163,9 @@ class GaussianLikelihood(Module):
         self.min_scale = float(min_scale)
         self.validate_args = validate_args
         if scale == "learned":
-            be = get_backend() if backend is None else backend
+            be = resolve_backend(backend)
             name = dtype_name(dtype or get_default_dtype())
-            self.log_scale = Parameter(be.from_numpy(np.zeros((), dtype=name)))
+            self.log_scale = Parameter(be.from_numpy(host_array(0.0, name)))
 
     def outputs(self, n_pixels: int) -> int:
         return 2 * n_pixels if self.scale == "per_pixel" else n_pixels
@@ -179,11 +188,13 @@ class GaussianLikelihood(Module):
     def mean(self, out: Tensor) -> Tensor:
         return self._split(out)[0]
 
-    def set_output_bias(self, bias: Parameter, pixel_means: np.ndarray) -> None:
+    def set_output_bias(self, bias: Parameter, pixel_means) -> None:
         """loc bias = the pixel means (the log-scale half, if any, is left alone)."""
-        m = np.asarray(pixel_means, dtype=np.float64).reshape(-1)
-        host = backend_of(bias.data).to_numpy(bias.data).astype(np.float64)
-        host[: m.size] = m
+        m = host_array(pixel_means, "float64")
+        xp = namespace(m)
+        m = xp.reshape(m, (-1,))
+        host = xp.asarray(host_array(to_numpy(bias), "float64"), copy=True)  # a host copy to write into
+        host[: m.shape[0]] = m
         _fill(bias, host)
 
     def extra_repr(self):
@@ -221,11 +232,12 @@ class StandardNormalPrior(Module):
         return f"latent_dim={self.latent_dim}"
 
 
-def _fill(param: Parameter, values: np.ndarray) -> None:
+def _fill(param: Parameter, values) -> None:
     """Overwrite a parameter's values from host data, keeping its backend and dtype."""
     be = backend_of(param.data)
-    values = np.asarray(values, dtype=dtype_name(param.dtype)).reshape(param.shape)
-    param.data = be.from_numpy(values.copy())
+    host = host_array(values, dtype_name(param.dtype))
+    xp = namespace(host)
+    param.data = be.from_numpy(xp.asarray(xp.reshape(host, param.shape), copy=True))  # never the caller's memory
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,7 +299,7 @@ class VAE(Module):
         _choice(init, INITS, "init")
         if allow_grey and likelihood != "bernoulli":
             raise ValueError("VAE.mlp: allow_grey only applies to the bernoulli likelihood")
-        be = get_backend() if backend is None else (_make(backend) if isinstance(backend, str) else backend)
+        be = resolve_backend(backend)
         dtype = dtype_name(dtype or get_default_dtype())
         kw = {"dtype": dtype, "backend": be, "generator": generator}
         if hidden:
@@ -334,12 +346,13 @@ class VAE(Module):
             raise ValueError("VAE.init_output_bias: the decoder has no final Linear layer with a bias")
         if not hasattr(self.likelihood, "set_output_bias"):
             raise TypeError(f"VAE.init_output_bias: {type(self.likelihood).__name__} cannot set an output bias")
-        self.likelihood.set_output_bias(last[-1].bias, np.asarray(pixel_means).reshape(-1))
+        means = to_numpy(pixel_means)  # host data (a Tensor or a device array is copied back)
+        self.likelihood.set_output_bias(last[-1].bias, namespace(means).reshape(means, (-1,)))
 
     # -- the distributions -----------------------------------------------------------------------
     @property
     def latent_dim(self) -> int:
-        return self.prior_module.latent_dim if self._fixed_prior is None else int(np.prod(self._fixed_prior.event_shape))
+        return self.prior_module.latent_dim if self._fixed_prior is None else math.prod(self._fixed_prior.event_shape)
 
     @property
     def prior(self) -> Distribution:
@@ -365,13 +378,11 @@ class VAE(Module):
         return self.likelihood.mean(self.decoder(z))
 
     def _as_input(self, x) -> Tensor:
+        """``x`` as a Tensor: host data goes to the parameters' backend and dtype (the one allowed
+        crossing, ``as_tensor``); Tensors and backend arrays are used where they are."""
         if isinstance(x, Tensor):
             return x
-        p = self._first_parameter()
-        if isinstance(x, np.ndarray) and p is not None:
-            # Host data goes to the parameters' backend and dtype: the one allowed crossing.
-            return _tensor(backend_of(p.data).from_numpy(x, dtype_name(p.dtype)))
-        return _tensor(x)
+        return as_tensor(x, self._first_parameter())
 
     # -- bounds ------------------------------------------------------------------------------------
     def elbo(self, x, n_samples: int = 1, beta: float = 1.0, free_bits: float = 0.0, kl: str = "analytic",
