@@ -139,11 +139,9 @@ def _array(draw, shape, lo, hi):
 
 
 def _backend(backend):
-    from .backend import Backend, _make, get_backend
+    from .backend import resolve_backend
 
-    if backend is None:
-        return get_backend()
-    return backend if isinstance(backend, Backend) else _make(backend)
+    return resolve_backend(backend)
 
 
 def _t(be, a, dtype):

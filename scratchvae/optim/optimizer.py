@@ -8,10 +8,9 @@ array to two parameters, or a read-only broadcast view.  docs/nn.md#optimizers.
 from __future__ import annotations
 
 from ..autograd import Tensor, enable_grad
-from ..backend import backend_of, dtype_name, is_floating, namespace
-from ..nn.module import _place
+from ..backend import backend_of, dtype_name, host_array, is_floating, is_host_data, namespace, to_numpy
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "place_copy"]
 
 
 class Optimizer:
@@ -169,7 +168,7 @@ class Optimizer:
             entry = {}
             for k, v in s.items():
                 if _is_array(v) and tuple(v.shape) == p.shape:
-                    entry[k] = _place(v, p.data, f"state[{idx}][{k!r}]")
+                    entry[k] = place_copy(v, p.data)
                 elif _is_array(v) and v.ndim > 0:
                     raise ValueError(f"{name}.load_state_dict: state[{idx}][{k!r}] has shape {tuple(v.shape)} "
                                      f"but parameter {idx} has shape {p.shape}")
@@ -189,6 +188,22 @@ class Optimizer:
                 if k != "params":
                     lines.append(f"    {k}: {g[k]}")
         return "\n".join(lines) + "\n)"
+
+
+def place_copy(value, like):
+    """A NEW array with the numbers of ``value`` (an array of any backend) on the backend of the
+    array ``like``, in its dtype.
+
+    An array of another backend or device -- a host NumPy array read from a checkpoint, say -- is
+    cast on the host and copied over (the one explicit crossing).  Always a copy: optimizer state is
+    updated in place, so it must never share memory with the state dict it was loaded from.
+    """
+    if is_host_data(value):
+        value = host_array(value)  # (a NumPy scalar as a 0-d array)
+    target, src = backend_of(like), backend_of(value)
+    if src.name != target.name or src.device != target.device:
+        value = target.from_numpy(host_array(to_numpy(value), dtype_name(like.dtype)))
+    return namespace(value).astype(value, like.dtype, copy=True)
 
 
 def _is_array(v) -> bool:
