@@ -9,7 +9,8 @@ With S samples per example, ``decode`` is called once on all S * B latents, stac
 as a (S * B, latent...) tensor, so any decoder that maps a batch of latents works.
 
 * ``elbo``: log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || p(z)), per example, plus the training
-  objective with beta and free bits;
+  objective with beta and free bits, from its terms ``reconstruction`` (the Monte-Carlo average of
+  log p(x|z)), ``kl_per_dim`` (the KL of each latent dimension) and ``free_bits_kl``;
 * ``iwae_bound``: E[log (1/k) sum_i p(x, z_i) / q(z_i|x)], tighter as k grows;
 * ``log_likelihood``: the importance-sampled estimate of log p(x) (k = 5000 in chunks) and its ESS.
 """
@@ -20,13 +21,13 @@ import math
 from dataclasses import dataclass
 
 from . import functional as F
-from .autograd import Tensor, no_grad
-from .autograd.tensor import tensor as _tensor
+from .autograd import Tensor, as_tensor, no_grad
 from .backend import namespace
 from .distributions import Distribution, Independent, kl_divergence
 from .distributions.kl import closed_form_kl
 
-__all__ = ["ELBO", "elbo", "iwae_bound", "LogLikelihood", "log_likelihood"]
+__all__ = ["ELBO", "elbo", "reconstruction", "kl_per_dim", "free_bits_kl", "iwae_bound", "LogLikelihood",
+           "log_likelihood"]
 
 
 @dataclass(eq=False)
@@ -51,10 +52,6 @@ class ELBO:
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-def _as_x(x) -> Tensor:
-    return x if isinstance(x, Tensor) else _tensor(x)
-
 
 def _encode(encode, x: Tensor) -> Distribution:
     q = encode(x)
@@ -105,18 +102,103 @@ def _rsample(q: Distribution, s: int | None, generator) -> Tensor:
     return q.rsample(() if s is None else (s,), generator=generator)
 
 
+def _mc_average(t: Tensor, d: Distribution) -> Tensor:
+    """The Monte-Carlo average over the draws: the mean over axis 0 where t has a sample axis in
+    front of d's batch dims (S > 1), else t itself (one draw, taken without the axis)."""
+    return F.mean(t, axis=0) if t.ndim > len(d.batch_shape) else t
+
+
 def _factorized(q: Distribution, prior: Distribution):
-    """(q_base, p_base, n) when both are Independent over scalar-event bases with the same event shape."""
+    """(q_base, p_base) when both are Independent over scalar-event bases with the same event shape."""
     if (isinstance(q, Independent) and isinstance(prior, Independent)
             and q.base_dist.event_shape == () and prior.base_dist.event_shape == ()
             and q.event_shape == prior.event_shape):
-        return q.base_dist, prior.base_dist, q.reinterpreted_batch_ndims
+        return q.base_dist, prior.base_dist
     return None
 
 
-def _flat_dims(t: Tensor, b: int) -> Tensor:
-    """(B, d1, d2, ...) -> (B, d1 * d2 * ...): one column per latent dimension."""
-    return t if t.ndim == 2 else F.reshape(t, (b, t.size // b))
+def _flat_dims(t: Tensor, q: Distribution) -> Tensor:
+    """(B, d1, d2, ...) -> (B, d1 * d2 * ...): one column per latent dimension of q."""
+    return t if t.ndim == len(q.batch_shape) + 1 else F.reshape(t, q.batch_shape + (math.prod(q.event_shape),))
+
+
+def _kl_whole(q: Distribution, prior: Distribution, z: Tensor | None) -> Tensor:
+    """KL(q || p) per example when it does not split by dimension: the registered closed form, or
+    given the draws z the Monte-Carlo average of log q(z_s|x) - log p(z_s)."""
+    if z is not None:
+        kl = _mc_average(q.log_prob(z) - prior.log_prob(z), q)
+    else:
+        try:
+            kl = kl_divergence(q, prior)
+        except NotImplementedError as e:
+            raise NotImplementedError(f"{e}; or use elbo(..., kl='mc') for the sampled KL") from e
+    if kl.shape != q.batch_shape:
+        raise ValueError(f"elbo: the KL has shape {kl.shape}, expected one value per example {q.batch_shape}")
+    return kl
+
+
+def _checked(n_samples, kl: str, free_bits: float) -> int:
+    """elbo's arguments checked; returns the number of samples S as an int."""
+    if kl not in ("analytic", "mc"):
+        raise ValueError(f'elbo: kl must be "analytic" or "mc", got {kl!r}')
+    s = int(n_samples)
+    if s < 1:
+        raise ValueError(f"elbo: n_samples must be >= 1, got {n_samples}")
+    if free_bits < 0:
+        raise ValueError(f"elbo: free_bits must be >= 0 (nats per latent dimension), got {free_bits}")
+    return s
+
+
+# --------------------------------------------------------------------------------------------------
+# the terms of the ELBO
+
+def reconstruction(x, decode, z: Tensor, n_samples: int = 1) -> Tensor:
+    """E_q[log p(x|z)] ~ (1/S) sum_s log p(x|z_s), per example (B,)  (docs/elbo.md#the-elbo).
+
+    ``z`` holds the S = ``n_samples`` draws, (S, B, latent...), or (B, latent...) without the sample
+    axis when S = 1; all S * B latents are decoded in one call.
+    """
+    x = as_tensor(x)
+    if n_samples == 1:  # one draw is its own average: no reshapes, no mean (the same numbers, fewer nodes)
+        return _log_px(decode, z, x)
+    return F.mean(_decode_log_prob(decode, z, x, n_samples), axis=0)
+
+
+def kl_per_dim(q: Distribution, prior: Distribution, z: Tensor | None = None) -> Tensor | None:
+    """KL(q_j || p_j) per example and latent dimension j, (B, latent)  (docs/elbo.md#the-kl-per-latent-dimension).
+
+    The closed form or, given the draws z (as in ``reconstruction``), the Monte-Carlo average of
+    log q_j(z_j) - log p_j(z_j).  None unless q and the prior are Independent over scalar-event bases
+    with the same event shape (and, for the closed form, a rule for the bases is registered).
+    """
+    bases = _factorized(q, prior)
+    if bases is None:
+        return None
+    qb, pb = bases
+    if z is not None:
+        return _flat_dims(_mc_average(qb.log_prob(z) - pb.log_prob(z), qb), q)
+    per = closed_form_kl(qb, pb)
+    if per is NotImplemented:
+        return None
+    return _flat_dims(per if per.shape == qb.batch_shape else F.broadcast_to(per, qb.batch_shape), q)
+
+
+def free_bits_kl(per_dim: Tensor | None, nats: float) -> Tensor:
+    """KL_fb[i] = sum_j (lambda if mean_i KL[i, j] < lambda else KL[i, j]), lambda = ``nats``, for the
+    per-dimension KL (B, latent)  (docs/elbo.md#beta-and-free-bits).
+
+    Its batch mean is sum_j max(lambda, mean_i KL[i, j]); a dimension below lambda is a constant, so
+    it passes no gradient.
+    """
+    if per_dim is None:
+        raise ValueError(
+            "free_bits needs the KL per latent dimension (kl_per_dim is None), which is only available when "
+            "q(z|x) and the prior are Independent over factorized (per-dimension) distributions"
+        )
+    if nats < 0:
+        raise ValueError(f"free_bits_kl: nats must be >= 0 (nats per latent dimension), got {nats}")
+    below = namespace(per_dim.data).mean(per_dim.data, axis=0) < nats  # (latent,), a plain mask: no gradient
+    return F.sum(F.where(below, float(nats), per_dim), axis=-1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,81 +208,28 @@ def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "
          beta: float = 1.0, free_bits: float = 0.0, generator=None) -> ELBO:
     """Per-example ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))  (docs/elbo.md#the-elbo).
 
-    ``reconstruction`` is the Monte-Carlo average of log p(x|z_s) over ``n_samples`` reparameterized
-    draws z_s = mu + sigma * eps_s.  ``kl="analytic"`` uses the registered closed form (raises where
-    none exists); ``kl="mc"`` uses (1/S) sum_s log q(z_s|x) - log p(z_s) with the same draws.
+    ``reconstruction`` averages log p(x|z_s) over ``n_samples`` reparameterized draws z_s.
+    ``kl="analytic"`` uses the registered closed form (raises where none exists); ``kl="mc"`` uses
+    (1/S) sum_s log q(z_s|x) - log p(z_s) with the same draws.  ``kl_per_dim`` is that KL per latent
+    dimension where q and the prior factorize (``kl_per_dim``), else None.
 
-    ``kl_per_dim`` (B, latent) is given when q and the prior are ``Independent`` over factorized
-    bases (analytic or MC per dimension), else None.
-
-    ``objective`` = reconstruction - beta * KL_fb, where with free bits lambda > 0 (Kingma et al.
-    2016, nats per latent dimension) the KL of each dimension j whose batch-mean KL_j is below lambda
-    is replaced by the constant lambda: KL_fb[i] = sum_j (lambda if mean_i KL[i, j] < lambda else
-    KL[i, j]).  The batch mean of the objective is then exactly mean_i rec[i] - beta * sum_j
-    max(lambda, mean_i KL[i, j]), the paper's minibatch objective, and dims below the threshold get
-    no KL gradient.  ``elbo`` is never affected by beta or free bits.
+    ``objective`` = reconstruction - beta * KL, with free bits applied to the KL when ``free_bits`` > 0
+    (``free_bits_kl``).  ``elbo`` is never affected by beta or free bits.
     """
-    if kl not in ("analytic", "mc"):
-        raise ValueError(f'elbo: kl must be "analytic" or "mc", got {kl!r}')
-    s = int(n_samples)
-    if s < 1:
-        raise ValueError(f"elbo: n_samples must be >= 1, got {n_samples}")
-    if free_bits < 0:
-        raise ValueError(f"elbo: free_bits must be >= 0 (nats per latent dimension), got {free_bits}")
-    x = _as_x(x)
-    b = x.shape[0]
+    s = _checked(n_samples, kl, free_bits)
+    x = as_tensor(x)
     q = _encode(encode, x)
-    # One sample, the usual case, is its own average: drawn without the sample axis it needs
-    # neither the reshapes nor the means of the general case (the same numbers, fewer nodes).
-    def sample_mean(t):  # the Monte-Carlo average over the S draws (axis 0; absent when S = 1)
-        return t if s == 1 else F.mean(t, axis=0)
-
-    if s == 1:
-        z = _rsample(q, None, generator)  # (B, latent...)
-        reconstruction = _log_px(decode, z, x)
+    z = _rsample(q, None if s == 1 else s, generator)  # (B, latent...) for one draw, else (S, B, latent...)
+    rec = reconstruction(x, decode, z, s)
+    z_kl = z if kl == "mc" else None  # the sampled KL reuses the reconstruction's draws
+    per_dim = kl_per_dim(q, prior, z_kl)
+    kl_total = F.sum(per_dim, axis=-1) if per_dim is not None else _kl_whole(q, prior, z_kl)
+    bound = rec - kl_total
+    if beta == 1.0 and free_bits == 0:
+        objective = bound  # training maximizes the bound itself
     else:
-        z = _rsample(q, s, generator)  # (S, B, latent...)
-        reconstruction = sample_mean(_decode_log_prob(decode, z, x, s))
-
-    fact = _factorized(q, prior)
-    kl_per_dim = None
-    if kl == "analytic":
-        if fact is not None:
-            parts = closed_form_kl(fact[0], fact[1])
-            if parts is not NotImplemented:
-                full = F.broadcast_to(parts, fact[0].batch_shape) if parts.shape != fact[0].batch_shape else parts
-                kl_per_dim = _flat_dims(full, b)
-        if kl_per_dim is not None:
-            kl_total = F.sum(kl_per_dim, axis=-1)
-        else:
-            try:
-                kl_total = kl_divergence(q, prior)
-            except NotImplementedError as e:
-                raise NotImplementedError(f"{e}; or use elbo(..., kl='mc') for the sampled KL") from e
-    else:
-        if fact is not None:
-            per = fact[0].log_prob(z) - fact[1].log_prob(z)  # (S, B, latent...)
-            kl_per_dim = _flat_dims(sample_mean(per), b)
-            kl_total = F.sum(kl_per_dim, axis=-1)
-        else:
-            kl_total = sample_mean(q.log_prob(z) - prior.log_prob(z))
-    if kl_total.shape != (b,):
-        raise ValueError(f"elbo: the KL has shape {kl_total.shape}, expected one value per example ({b},)")
-
-    bound = reconstruction - kl_total
-    if free_bits > 0:
-        if kl_per_dim is None:
-            raise ValueError(
-                "elbo: free_bits needs the KL per latent dimension, which is only available when q(z|x) and the "
-                "prior are Independent over factorized (per-dimension) distributions"
-            )
-        xp = namespace(kl_per_dim.data)
-        below = xp.mean(kl_per_dim.data, axis=0) < free_bits  # (latent,), a plain mask: no gradient
-        kl_fb = F.sum(F.where(below, float(free_bits), kl_per_dim), axis=-1)
-    else:
-        kl_fb = kl_total
-    objective = bound if (beta == 1.0 and free_bits == 0) else reconstruction - beta * kl_fb
-    return ELBO(elbo=bound, reconstruction=reconstruction, kl=kl_total, kl_per_dim=kl_per_dim, objective=objective)
+        objective = rec - beta * (free_bits_kl(per_dim, free_bits) if free_bits > 0 else kl_total)
+    return ELBO(elbo=bound, reconstruction=rec, kl=kl_total, kl_per_dim=per_dim, objective=objective)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,7 +250,7 @@ def iwae_bound(x, encode, decode, prior: Distribution, k: int, generator=None) -
     k = int(k)
     if k < 1:
         raise ValueError(f"iwae_bound: k must be >= 1, got {k}")
-    x = _as_x(x)
+    x = as_tensor(x)
     q = _encode(encode, x)
     z = _rsample(q, k, generator)
     return F.logsumexp(_log_weights(x, q, decode, prior, z), axis=0) - math.log(k)
@@ -248,7 +277,7 @@ def log_likelihood(x, encode, decode, prior: Distribution, k: int = 5000, chunk:
     k, chunk = int(k), int(chunk)
     if k < 1 or chunk < 1:
         raise ValueError(f"log_likelihood: k and chunk must be >= 1, got k={k}, chunk={chunk}")
-    x = _as_x(x)
+    x = as_tensor(x)
     with no_grad():
         q = _encode(encode, x)
         lse_w = lse_w2 = None

@@ -20,7 +20,7 @@ from scratchvae.distributions import (
     gaussian_likelihood,
     kl_divergence,
 )
-from scratchvae.elbo import ELBO, elbo, iwae_bound, log_likelihood
+from scratchvae.elbo import ELBO, elbo, free_bits_kl, iwae_bound, kl_per_dim, log_likelihood, reconstruction
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -208,6 +208,101 @@ def test_free_bits_stop_the_kl_gradient_below_the_threshold(bk, float64):
     r2 = elbo(m.x, encode, m.decode, m.prior, generator=sv.Generator(5))
     r2.reconstruction.sum().backward()
     np.testing.assert_allclose(g_fb, _np(loc.grad), rtol=1e-12)  # only the reconstruction pulls
+
+
+# --------------------------------------------------------------------------------------------------
+# the terms of the ELBO, one public function each
+
+def test_reconstruction_is_the_monte_carlo_average_of_log_px(bk, float64):
+    m = LinearGaussian(bk, B=4, L=3, seed=12)
+    q = m.poor_q()
+
+    def log_px_np(z):  # log N(x; w z + b, s^2 I), summed over the pixels, written out with NumPy
+        mu = z * m.w + m.b
+        return (-((m.x_np - mu) ** 2) / (2 * m.s**2) - math.log(m.s) - 0.5 * LOG2PI).sum(-1)
+
+    S = 5
+    z = q.rsample((S,), generator=sv.Generator(40))  # (S, B, L)
+    expected = np.mean([log_px_np(zs) for zs in _np(z)], axis=0)
+    np.testing.assert_allclose(_np(reconstruction(m.x, m.decode, z, S)), expected, rtol=1e-12)
+    z1 = q.rsample((), generator=sv.Generator(41))  # one draw, without the sample axis
+    np.testing.assert_allclose(_np(reconstruction(m.x_np, m.decode, z1)), log_px_np(_np(z1)), rtol=1e-12)
+    # it is elbo's reconstruction term, from the same draws
+    r = elbo(m.x, lambda x: q, m.decode, m.prior, n_samples=S, generator=sv.Generator(40))
+    np.testing.assert_array_equal(_np(r.reconstruction), _np(reconstruction(m.x, m.decode, z, S)))
+
+
+def test_kl_per_dim_closed_form_monte_carlo_and_none(bk, float64):
+    rng = np.random.default_rng(13)
+    qm, qs = rng.normal(size=(4, 2, 3)), rng.uniform(0.3, 2.0, size=(4, 2, 3))
+    pm, ps = rng.normal(size=(2, 3)), rng.uniform(0.5, 1.5, size=(2, 3))  # the prior: no batch dim
+    q = Independent(Normal(bk.tensor(qm), bk.tensor(qs)), 2)  # a (2, 3) latent per example
+    prior = Independent(Normal(bk.tensor(pm), bk.tensor(ps)), 2)
+    closed = np.log(ps / qs) + (qs**2 + (qm - pm) ** 2) / (2 * ps**2) - 0.5  # per element, (4, 2, 3)
+    per = kl_per_dim(q, prior)
+    assert per.shape == (4, 6)  # one column per latent dimension
+    np.testing.assert_allclose(_np(per), closed.reshape(4, 6), rtol=1e-12)
+    np.testing.assert_allclose(_np(per).sum(-1), _np(kl_divergence(q, prior)), rtol=1e-12)
+    # Monte Carlo from given draws: the mean over the sample axis of the per-element log-ratio
+    z = q.rsample((7,), generator=sv.Generator(42))
+    zn = _np(z)
+
+    def log_n(v, mu, sd):
+        return -((v - mu) ** 2) / (2 * sd**2) - np.log(sd) - 0.5 * LOG2PI
+
+    ratio = log_n(zn, qm, qs) - log_n(zn, pm, ps)  # (7, 4, 2, 3)
+    np.testing.assert_allclose(_np(kl_per_dim(q, prior, z)), ratio.mean(0).reshape(4, 6), rtol=1e-12)
+    z1 = q.rsample((), generator=sv.Generator(43))  # one draw, no sample axis: no average
+    ratio1 = log_n(_np(z1), qm, qs) - log_n(_np(z1), pm, ps)
+    np.testing.assert_allclose(_np(kl_per_dim(q, prior, z1)), ratio1.reshape(4, 6), rtol=1e-12)
+    # a standard-normal prior broadcast over the batch: the closed form of Kingma and Welling
+    std = Independent(Normal.standard((2, 3), dtype="float64", backend=bk.backend), 2)
+    np.testing.assert_allclose(_np(kl_per_dim(q, std)), (0.5 * (qm**2 + qs**2 - 1) - np.log(qs)).reshape(4, 6),
+                               rtol=1e-12)
+    # no per-dimension KL where the pair does not factorize
+    flat_q = Independent(Normal(bk.tensor(qm.reshape(4, 6)), bk.tensor(qs.reshape(4, 6))), 1)
+    assert kl_per_dim(flat_q, StdNormalND(6, bk)) is None
+    assert kl_per_dim(flat_q, prior) is None  # event shapes (6,) and (2, 3) differ
+    assert kl_per_dim(flat_q, StdNormalND(6, bk), flat_q.rsample((3,), generator=sv.Generator(44))) is None
+
+
+def test_free_bits_kl_value_and_its_gradient_stops_below_the_threshold(bk, float64):
+    rng = np.random.default_rng(14)
+    kl_np = rng.uniform(0.0, 2.0, size=(5, 4))
+    kl_np[:, 1] *= 0.1  # a collapsed dimension, well below the threshold
+    lam = 0.8
+    below = kl_np.mean(0) < lam
+    assert below.any() and not below.all()
+    per = bk.tensor(kl_np, requires_grad=True)
+    fb = free_bits_kl(per, lam)
+    np.testing.assert_allclose(_np(fb), np.where(below[None, :], lam, kl_np).sum(-1), rtol=1e-14)
+    # the batch mean is the paper's sum_j max(lambda, mean_i KL_ij) -- not the per-example max
+    np.testing.assert_allclose(_np(fb).mean(), np.maximum(lam, kl_np.mean(0)).sum(), rtol=1e-14)
+    F.sum(fb).backward()
+    np.testing.assert_array_equal(_np(per.grad), np.broadcast_to(np.where(below, 0.0, 1.0), kl_np.shape))
+    # no threshold is a no-op on a non-negative KL; a negative one, or no per-dim KL, is refused
+    np.testing.assert_allclose(_np(free_bits_kl(bk.tensor(kl_np), 0.0)), kl_np.sum(-1), rtol=1e-14)
+    with pytest.raises(ValueError, match="nats must be >= 0"):
+        free_bits_kl(bk.tensor(kl_np), -0.1)
+    with pytest.raises(ValueError, match="free_bits needs the KL per latent dimension"):
+        free_bits_kl(None, lam)
+
+
+def test_elbo_is_its_terms_put_together(bk, float64):
+    m = LinearGaussian(bk, B=5, L=3, seed=15)
+    q = m.poor_q()
+    S, beta, lam = 3, 1.5, 0.4
+    for kl in ("analytic", "mc"):
+        r = elbo(m.x, lambda x: q, m.decode, m.prior, n_samples=S, kl=kl, beta=beta, free_bits=lam,
+                 generator=sv.Generator(45))
+        z = q.rsample((S,), generator=sv.Generator(45))
+        rec = reconstruction(m.x, m.decode, z, S)
+        per = kl_per_dim(q, m.prior, z if kl == "mc" else None)
+        np.testing.assert_array_equal(_np(r.reconstruction), _np(rec))
+        np.testing.assert_array_equal(_np(r.kl_per_dim), _np(per))
+        np.testing.assert_array_equal(_np(r.kl), _np(per).sum(-1))
+        np.testing.assert_allclose(_np(r.elbo), _np(rec) - _np(per).sum(-1), rtol=1e-14)
+        np.testing.assert_allclose(_np(r.objective), _np(rec) - beta * _np(free_bits_kl(per, lam)), rtol=1e-14)
 
 
 # --------------------------------------------------------------------------------------------------
