@@ -181,6 +181,9 @@ class StrictBackend(Backend):
                 )
             index = index[0]
         n = target.shape[0]
+        if index.shape[0] == 0:  # nothing was gathered: nothing to add
+            return target
+        index = xp.where(index < 0, index + n, index)  # negative indices count from the end
         onehot = xp.astype(index[:, None] == xp.arange(n, device=self.device)[None, :], values.dtype)
         flat = xp.reshape(values, (index.shape[0], -1))
         return target + xp.reshape(xp.matmul(xp.matrix_transpose(onehot), flat), target.shape)
@@ -323,11 +326,19 @@ def is_number(x) -> bool:
     return isinstance(x, (int, float, bool, np.generic))
 
 
+def is_integer_scalar(i) -> bool:
+    """A Python or NumPy integer (not a bool): a basic index."""
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
 def index_array(i, like):
-    """An index given as a host list or NumPy array, on ``like``'s backend (the host -> device copy)."""
-    if isinstance(i, (list, np.ndarray)) and type(like) is not np.ndarray:
-        return backend_of(like).from_numpy(np.asarray(i))
-    return np.asarray(i) if isinstance(i, list) else i
+    """An index given as a host list or NumPy array, on ``like``'s backend (the host -> device copy).
+    An empty list indexes nothing: it becomes an empty integer array, not NumPy's float default."""
+    if isinstance(i, list):
+        i = np.asarray(i) if i else np.zeros(0, dtype=np.intp)
+    if isinstance(i, np.ndarray) and type(like) is not np.ndarray:
+        return backend_of(like).from_numpy(i)
+    return i
 
 
 def format_array(a) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...backend import constant_like, is_number, namespace
+from ...backend import constant_like, is_integer_scalar, is_number, namespace
 from ..tensor import Tensor
 
 
@@ -21,16 +21,21 @@ def constant(x, like: Tensor) -> Tensor:
 
 
 def normalize_axes(axis, ndim):
-    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative axes."""
+    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative axes.
+
+    A 0-d array accepts axis 0 and -1 as PyTorch does (its one "dimension" is itself) and reduces
+    over nothing.
+    """
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, int):
+    if is_integer_scalar(axis):
         axis = (axis,)
     out = []
-    for a in axis:
-        if not -ndim <= a < max(ndim, 1):
+    for a in map(int, axis):
+        if not -max(ndim, 1) <= a < max(ndim, 1):
             raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
-        out.append(a % ndim if ndim else 0)
+        if ndim:
+            out.append(a % ndim)
     return tuple(sorted(out))
 
 

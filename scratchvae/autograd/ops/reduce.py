@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...backend import namespace
 from ..tensor import Function, Tensor
-from .common import expand_reduced, normalize_axes
+from .common import expand_reduced, keepdims_shape, normalize_axes
 
 
 class _Reduction(Function):
@@ -79,6 +79,12 @@ class LogSumExp(_Reduction):
     def forward(self, x):
         xp = namespace(x)
         self.axis = normalize_axes(self.axis, x.ndim)
+        if any(x.shape[a] == 0 for a in self.axis):  # an empty sum: log 0 = -inf, as in PyTorch
+            m = s = xp.zeros(keepdims_shape(x.shape, self.axis), dtype=x.dtype, device=x.device)
+            self.saved = (x, m, s)
+            y = m - xp.inf
+            return y if self.keepdims else xp.reshape(
+                y, tuple(n for i, n in enumerate(x.shape) if i not in self.axis))
         m = xp.max(x, axis=self.axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0.0)  # all -inf (or an inf) along an axis: no shift
         s = xp.sum(xp.exp(x - m), axis=self.axis, keepdims=True)

@@ -3,7 +3,7 @@ concatenate and stack.  Their backward moves the gradient back the same way."""
 
 from __future__ import annotations
 
-from ...backend import backend_of, index_array, namespace
+from ...backend import backend_of, index_array, is_integer_scalar, namespace
 from ..tensor import Function, Tensor, sum_to
 
 
@@ -62,9 +62,9 @@ class BroadcastTo(Function):
 
 
 def _is_basic(index) -> bool:
-    """True for ints, slices, None and Ellipsis: indices that never repeat an element."""
+    """True for integers (Python or NumPy), slices, None and Ellipsis: indices that never repeat an element."""
     items = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(i, (int, slice, type(None), type(Ellipsis))) and not isinstance(i, bool) for i in items)
+    return all(isinstance(i, (slice, type(None), type(Ellipsis))) or is_integer_scalar(i) for i in items)
 
 
 class GetItem(Function):
@@ -152,9 +152,9 @@ class Stack(Function):
 
 
 def reshape(x, shape) -> Tensor:
-    if isinstance(shape, int):
+    if is_integer_scalar(shape):
         shape = (shape,)
-    return Reshape(tuple(shape))(x)
+    return Reshape(tuple(int(s) for s in shape))(x)
 
 
 def transpose(x, axes=None) -> Tensor:
