@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from ..fast.adam import adam_step_into
+from ..fast.elementwise import exp_neg_abs, log1p_small, sigmoid_from
 
 __all__ = [
     "SIZES",
@@ -51,19 +52,13 @@ def init_params(rng, dtype=np.float32, sizes=SIZES):
 def _bernoulli_log_prob(x, a, want_sigmoid=True):
     """(x a - softplus(a) elementwise, sigmoid(a) or None), both from one exponential e = exp(-|a|).
 
-    Summed as (x a - max(a, 0)) - log1p(e): for x = 1 and a large the two big terms cancel
-    exactly and the tiny log1p(e) survives (x a - softplus(a) would round it away).  log1p(e) by
-    Goldberg's correction log(u) - ((u - 1) - e)/u with u = 1 + e (NumPy's float32 log1p is a
-    scalar loop ~5x slower than log); sigmoid = e/u for a < 0, 1/u otherwise.  The engine uses the
-    same formulas (scratchvae/autograd/ops/fused.py), so the comparison is fair.
+    Grouped as the composite F.bernoulli_log_prob is, (x a - max(a, 0)) - log1p(e), so that small
+    values do not cancel; the array pieces are the fast layer's own (scratchvae/fast/elementwise.py:
+    NumPy's cheaper log1p correction, the sigmoid from the same e), so the comparison is fair.
     """
-    e = np.exp(-np.abs(a))
-    u = 1 + e
-    lp = (x * a - np.maximum(a, 0)) - (np.log(u) - ((u - 1) - e) / u)
-    if not want_sigmoid:
-        return lp, None
-    neg = (a < 0).astype(a.dtype)
-    return lp, (e * neg + (1 - neg)) / u
+    e, u = exp_neg_abs(np, a)
+    lp = (x * a - np.maximum(a, 0)) - log1p_small(np, e, u)
+    return lp, (sigmoid_from(np, a, e, u) if want_sigmoid else None)
 
 
 def _check(activation, head, params):
