@@ -17,7 +17,16 @@ import numbers
 from .. import functional as F
 from ..autograd import Tensor, as_tensor, no_grad
 from ..autograd.tensor import tensor as _tensor
-from ..backend import backend_of, dtype_name, get_backend, get_default_dtype, host_array, is_floating, is_host_data, namespace
+from ..backend import (
+    backend_of,
+    dtype_name,
+    get_backend,
+    get_default_dtype,
+    host_array,
+    is_floating,
+    is_host_data,
+    namespace,
+)
 
 __all__ = ["Distribution", "set_default_validate_args", "get_default_validate_args"]
 
