@@ -16,15 +16,26 @@
 
 Fenced code blocks and math are not scanned for links (``a[i](b)`` in code is not a link), but a
 cited ``tests/...::...`` in a shell command still has to exist.
+
+And every fenced ```` ```python ```` block of README.md and docs/*.md runs
+(``test_python_blocks_run``): the blocks of one file in order, sharing one namespace like a doctest
+session, in a fresh namespace per file, with a temporary folder as the working directory and
+matplotlib's Agg backend. A block is left out only when the line right before its fence is an
+explicit ``<!-- test: skip (why) -->``; a failure names the file, the block's number and its line.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import copy
 import re
+import sys
+import traceback
 import unicodedata
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -318,6 +329,117 @@ def source_files() -> list[Path]:
     return files + [p for p in sorted((ROOT / "tests").glob("*.py")) if p.name != Path(__file__).name]
 
 
+# -- python blocks -------------------------------------------------------------------------------
+class Block(NamedTuple):
+    number: int        # 1, 2, ... among the file's python blocks (skipped ones count too)
+    line: int          # the line of the opening fence
+    code: str          # the block's text, dedented by the fence's indentation
+    skip: str | None   # the reason given by <!-- test: skip (reason) --> right before it, or None
+
+
+_OPEN = re.compile(r"^([ \t]*)(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
+_MARKER = re.compile(r"^\s*<!--\s*test:(.*?)-->\s*$")
+_SKIP = re.compile(r"^\s*skip\s*\((.*\S.*)\)\s*$")
+PYTHON_INFO = {"python", "py"}
+
+
+def python_blocks(text: str) -> tuple[list[Block], list[str]]:
+    """The fenced python blocks of a markdown text, and the problems with its ``<!-- test: -->`` markers.
+
+    A fence may be indented (a block inside a list item); its content is dedented by the same amount.
+    A marker must be the line right before a python fence and read ``<!-- test: skip (reason) -->``.
+    """
+    lines = text.split("\n")
+    blocks: list[Block] = []
+    problems: list[str] = []
+    marker_for: dict[int, tuple[int, str]] = {}  # fence line index -> (marker line, marker text)
+    i = 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        if not m:
+            mk = _MARKER.match(lines[i])
+            if mk:
+                nxt = _OPEN.match(lines[i + 1]) if i + 1 < len(lines) else None
+                if nxt and nxt.group(3).lower() in PYTHON_INFO:
+                    marker_for[i + 1] = (i + 1, mk.group(1))
+                else:
+                    problems.append(f"line {i + 1}: a <!-- test: ... --> marker must be right before a ```python fence")
+            i += 1
+            continue
+        indent, fence, info = len(m.group(1).expandtabs()), m.group(2), m.group(3).lower()
+        close = re.compile(rf"^[ \t]*{fence[0]}{{{len(fence)},}}[ \t]*$")
+        j = i + 1
+        while j < len(lines) and not close.match(lines[j]):
+            j += 1
+        if info in PYTHON_INFO:
+            body = [ln[indent:] if ln[:indent].strip() == "" else ln.lstrip() for ln in lines[i + 1:j]]
+            skip = None
+            if i in marker_for:
+                where, what = marker_for[i]
+                sk = _SKIP.match(what)
+                if sk:
+                    skip = sk.group(1).strip()
+                else:
+                    problems.append(f"line {where}: the only marker is <!-- test: skip (reason) -->, got "
+                                    f"<!-- test:{what}-->")
+            blocks.append(Block(len(blocks) + 1, i + 1, "\n".join(body) + "\n", skip))
+        i = j + 1
+    return blocks, problems
+
+
+@contextlib.contextmanager
+def _doc_session(tmp_path, monkeypatch):
+    """Run doc blocks in ``tmp_path`` with matplotlib's Agg backend, and put back what they may change:
+    the backend and default dtype, the fast-layer switch and the default random generator."""
+    import scratchvae as sv
+    from scratchvae.autograd import fastpath
+    from scratchvae.random import default_generator
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        matplotlib = None
+    if matplotlib is not None:
+        matplotlib.use("Agg")
+    gen = default_generator()
+    saved_gen = copy.deepcopy(vars(gen))
+    fast_was = fastpath.is_enabled()
+    try:
+        with sv.using_backend():
+            yield
+    finally:
+        fastpath.set_enabled(fast_was)
+        vars(gen).clear()
+        vars(gen).update(saved_gen)
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+
+
+def run_blocks(md: Path, blocks: list[Block]) -> None:
+    """Execute the blocks in order in one fresh namespace; fail naming the file, block and line."""
+    rel = md.relative_to(ROOT).as_posix() if md.is_relative_to(ROOT) else str(md)
+    namespace: dict = {"__name__": "__docs__"}
+    for b in blocks:
+        if b.skip is not None:
+            continue
+        # Padded with newlines so that a traceback gives the markdown file's own line numbers.
+        code = compile("\n" * b.line + b.code, str(md), "exec")
+        failure = None
+        try:
+            exec(code, namespace)
+        except Exception as e:  # noqa: BLE001 - any failure of a block is reported the same way
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next))
+            failure = f"{rel}: python block {b.number} (fence at line {b.line}) raised {type(e).__name__}: {e}\n\n{tb}"
+        if failure is not None:  # outside the except, so pytest does not print the exception twice
+            pytest.fail(failure, pytrace=False)
+
+
+def files_with_python_blocks() -> list[Path]:
+    return [md for md in doc_files() if python_blocks(md.read_text(encoding="utf-8"))[0]]
+
+
 # -- the tests -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("md", doc_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_links_function_names_and_cited_tests_exist(md):
@@ -351,7 +473,7 @@ def _problems(md: str) -> list[str]:
 def test_checker_accepts_good_links():
     md = (
         "See [the ELBO page](elbo.md#the-elbo), [`elbo`](../scratchvae/elbo.py), [ELBO.loss](../scratchvae/elbo.py),\n"
-        "[`sum_to(g, shape)`](../scratchvae/autograd/tensor.py), [`scratchvae.random`](../scratchvae/random.py),\n"
+        "[`sum_to(g, shape)`](../scratchvae/autograd/function.py), [`scratchvae.random`](../scratchvae/random.py),\n"
         "[linear.py](../scratchvae/nn/linear.py), [../README.md](../README.md), [web](https://example.org/x.py), [top](#), [here](#the-top)\n"
         "`tests/test_elbo.py::test_reduction_contract` and `test_reduction_contract`.\n"
         "```python\nx = a[i](b)   # code, not a link: [nope](missing.py)\n```\n"
@@ -367,7 +489,7 @@ def test_checker_accepts_good_links():
         ("[gone](../scratchvae/no_such_file.py)", "does not exist"),
         ("[page](nowhere.md)", "does not exist"),
         ("[Normal.sample_fast](../scratchvae/distributions/normal.py)", "`Normal.sample_fast` is not defined"),
-        ("[`sum_to_shape`](../scratchvae/autograd/tensor.py)", "`sum_to_shape` is not defined"),
+        ("[`sum_to_shape`](../scratchvae/autograd/function.py)", "`sum_to_shape` is not defined"),
         ("[`elbo(x, encode)`](../scratchvae/distributions/kl.py)", "`elbo` is not defined"),
         ("[`Independent`](../scratchvae/elbo.py)", "only imports it"),
         ("[`scratchvae.random`](../scratchvae/backend.py)", "module path"),
@@ -404,3 +526,56 @@ def test_github_slugs():
     assert github_slug("Bernoulli, Categorical, Independent") == "bernoulli-categorical-independent"
     assert github_slug("`Normal.rsample` and the KL") == "normalrsample-and-the-kl"
     assert heading_anchors("# A\n## A\n```\n# not a heading\n```\n") == {"a", "a-1"}
+
+
+@pytest.mark.parametrize("md", files_with_python_blocks(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_python_blocks_run(md, tmp_path, monkeypatch):
+    """Every ```python block of the page runs, the page's blocks in order in one namespace."""
+    blocks, problems = python_blocks(md.read_text(encoding="utf-8"))
+    assert not problems, f"{md.relative_to(ROOT)}: " + "; ".join(problems)
+    with _doc_session(tmp_path, monkeypatch):
+        run_blocks(md, blocks)
+
+
+def test_test_markers_are_well_formed():
+    """A ``<!-- test: ... -->`` marker is ``skip (a reason)`` and stands right before a python fence."""
+    problems = []
+    for md in doc_files():
+        problems += [f"{md.relative_to(ROOT)}: {p}" for p in python_blocks(md.read_text(encoding="utf-8"))[1]]
+    assert not problems, "\n  ".join(["badly placed or malformed test markers:"] + problems)
+
+
+def test_python_block_extraction():
+    md = (
+        "text\n"
+        "```python\na = 1\n```\n"
+        "```bash\necho no\n```\n"
+        "- in a list:\n\n"
+        "  ```python\n  b = a + 1\n    c = 2\n  ```\n"
+        "<!-- test: skip (needs the network) -->\n"
+        "```python\nimport urllib\n```\n"
+        "````markdown\n```python\nnot_a_block = 1\n```\n````\n"
+    )
+    blocks, problems = python_blocks(md)
+    assert problems == []
+    assert [(b.number, b.line, b.skip) for b in blocks] == [(1, 2, None), (2, 10, None), (3, 15, "needs the network")]
+    assert blocks[1].code == "b = a + 1\n  c = 2\n"
+
+
+@pytest.mark.parametrize("marker", ["<!-- test: skip -->", "<!-- test: skip () -->", "<!-- test: ignore (x) -->"])
+def test_a_skip_needs_the_explicit_marker_with_a_reason(marker):
+    blocks, problems = python_blocks(f"{marker}\n```python\nx = 1\n```\n")
+    assert blocks[0].skip is None and len(problems) == 1 and "line 1" in problems[0], problems
+    _, problems = python_blocks("<!-- test: skip (why) -->\n\nSome text.\n")
+    assert len(problems) == 1 and "right before" in problems[0], problems
+
+
+def test_a_failing_block_names_the_file_block_and_line(tmp_path):
+    md = tmp_path / "page.md"
+    md.write_text("# Page\n\n```python\nx = 1\n```\n\n```python\nassert x == 2, 'x is not 2'\n```\n")
+    blocks, _ = python_blocks(md.read_text())
+    with pytest.raises(pytest.fail.Exception) as info:
+        run_blocks(md, blocks)
+    msg = str(info.value)
+    assert "page.md: python block 2 (fence at line 7)" in msg and "x is not 2" in msg, msg
+    assert 'page.md", line 8' in msg, msg  # the traceback points at the markdown line
