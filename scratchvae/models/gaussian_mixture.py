@@ -206,8 +206,7 @@ class GaussianMixture(Module):
                 f"GaussianMixture.elbo: q must have batch_shape ({lj.shape[0]},) and {self.n_components} categories, "
                 f"got batch_shape {q.batch_shape} and {q.num_categories} categories"
             )
-        probs = q.probs
-        return F.sum(F.where(probs.data > 0, probs * lj, 0.0), axis=-1) + q.entropy()
+        return _elbo_from_joint(lj, q)
 
     def sample(self, n: int, generator=None, return_labels: bool = False):
         """n draws (no gradient): z ~ Categorical(pi), x ~ N(mu_z, Sigma_z); with ``return_labels`` also z."""
@@ -267,8 +266,7 @@ class GaussianMixture(Module):
     def _record(self, hist: EMHistory, step: str, it: int, X: Tensor, q: Categorical, lj=None) -> Tensor:
         """Append the mean ELBO(q) and mean log p(x) (host floats) and return log p(x, z) (B, K)."""
         lj = self.log_joint(X) if lj is None else lj
-        probs = q.probs
-        elbo = F.sum(F.where(probs.data > 0, probs * lj, 0.0), axis=-1) + q.entropy()
+        elbo = _elbo_from_joint(lj, q)
         hist.steps.append(step)
         hist.iterations.append(it)
         hist.elbo.append(F.mean(elbo).item())
@@ -354,3 +352,10 @@ def _clip_eigenvalues(cov, floor: float):
     evals = xp.clip(evals, min=floor)
     out = xp.matmul(evecs * evals[..., None, :], xp.matrix_transpose(evecs))
     return 0.5 * (out + xp.matrix_transpose(out))
+
+
+def _elbo_from_joint(lj: Tensor, q) -> Tensor:
+    """sum_k q_k log p(x, z = k) + H[q] from log p(x, z) of shape (B, K), with 0 log 0 = 0
+    (docs/vae_and_gmm.md#the-elbo-of-a-mixture)."""
+    probs = q.probs
+    return F.sum(F.where(probs.data > 0, probs * lj, 0.0), axis=-1) + q.entropy()
