@@ -579,3 +579,21 @@ def test_a_failing_block_names_the_file_block_and_line(tmp_path):
     msg = str(info.value)
     assert "page.md: python block 2 (fence at line 7)" in msg and "x is not 2" in msg, msg
     assert 'page.md", line 8' in msg, msg  # the traceback points at the markdown line
+
+
+def test_the_tour_states_the_true_length_of_backward_and_call():
+    """docs/README.md quotes how long Tensor.backward and Function.__call__ are: keep it true."""
+    import inspect
+    import re
+    import sys
+
+    import scratchvae  # noqa: F401
+
+    tensor_mod = sys.modules["scratchvae.autograd.tensor"]
+    function_mod = sys.modules["scratchvae.autograd.function"]
+    text = (ROOT / "docs" / "README.md").read_text()
+    m = re.search(r"`Tensor.backward`\]\([^)]*\) is (\d+) lines, its docstring included \(and\s+"
+                  r"\[`Function.__call__`\]\([^)]*\) (\d+)\)", text)
+    assert m, "docs/README.md no longer states the lengths of Tensor.backward and Function.__call__"
+    assert int(m.group(1)) == len(inspect.getsource(tensor_mod.Tensor.backward).splitlines())
+    assert int(m.group(2)) == len(inspect.getsource(function_mod.Function.__call__).splitlines())
