@@ -4,7 +4,8 @@ helper every backward uses for broadcasting.  docs/autograd.md#the-graph.
 
 from __future__ import annotations
 
-from ..backend import as_array, check_same_device, namespace
+from ..arrays import as_array, check_same_device
+from ..backend import namespace
 from .grad_mode import grad_mode, observers
 from .tensor import Tensor
 

@@ -10,11 +10,11 @@ dropping the loss frees the graph at once, without the cyclic garbage collector.
 
 from __future__ import annotations
 
+from ..arrays import format_array
 from ..backend import (
     backend_of,
     device_of,
     dtype_name,
-    format_array,
     get_backend,
     get_default_dtype,
     host_array,

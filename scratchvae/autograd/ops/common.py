@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ...backend import constant_like, is_integer_scalar, is_number, namespace
+from ...arrays import constant_like, is_integer_scalar, is_number
+from ...backend import namespace
 from ..tensor import Tensor
 
 

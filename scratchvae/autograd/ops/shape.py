@@ -3,7 +3,8 @@ concatenate and stack.  Their backward moves the gradient back the same way."""
 
 from __future__ import annotations
 
-from ...backend import backend_of, index_array, is_integer_scalar, namespace
+from ...arrays import index_array, is_integer_scalar
+from ...backend import backend_of, namespace
 from ..tensor import Function, Tensor, sum_to
 
 
