@@ -173,6 +173,9 @@ class StrictBackend(Backend):
         # The Array API has no scatter-add; a one-hot matrix product does it exactly for the one
         # case the engine needs on this test backend: a single integer array indexing axis 0.
         xp = self.xp
+        if not isinstance(index, tuple) and index.dtype == xp.bool:  # a mask: values go where it is True
+            target[index] = target[index] + values
+            return target
         if isinstance(index, tuple):
             if len(index) != 1:
                 raise NotImplementedError(

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+import scratchvae as sv
 import scratchvae.functional as F
 import scratchvae.nn.functional as NF
 from scratchvae import backend as B
+from scratchvae import distributions as D
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -43,6 +45,7 @@ class Case:
     grad_atol: float | None = None  # (default: atol)
     raises: type | None = None
     known_bug: str | None = None
+    known_bug_on: tuple | None = None  # the backends the known bug shows on (None: all)
     strict_bug: str | None = None
     strict_skip: str | None = None  # behaviour the Array API leaves unspecified (array_api_strict refuses it)
     marks: list = field(default_factory=list)
@@ -251,6 +254,17 @@ case("cholesky-diagonal", lambda m: F.cholesky(m), [a([[4, 0], [0, 9]])], a([[2,
 case("tril-gradient", F.tril, [a([[1, 2], [3, 4]])], a([[1, 0], [3, 4]]), [a([[1, 0], [1, 1]])],
      "torch.tril: the gradient is tril of the upstream gradient")
 
+_L = a([[2.0, 0, 0], [0.5, 1.5, 0], [-0.3, 0.2, 1.2]])
+_MU, _Z = a([0.1, -0.2, 0.3]), a([[0.5, 1.0, -1.0], [0.0, -0.5, 2.0]])
+_U = np.linalg.solve(_L, (_Z - _MU).T)  # L^-1 (z - mu), one column per sample
+case("mvn-scale_tril-gradient", lambda L: D.MultivariateNormal(sv.tensor(_MU), scale_tril=L).log_prob(sv.tensor(_Z)),
+     [_L], -0.5 * (_U * _U).sum(0) - np.log(np.diag(_L)).sum() - 1.5 * math.log(2 * math.pi),
+     [np.tril(np.linalg.solve(_L.T, _U) @ _U.T) - 2 * np.diag(1 / np.diag(_L))],
+     "torch.distributions.MultivariateNormal(scale_tril=L) reads only the lower triangle of L (a "
+     "triangular solve): the gradient is tril(L^-T u u^T) - diag(1 / L_ii) per sample, 0 above the diagonal",
+     rtol=1e-10, atol=1e-12)
+
+
 # -- indexing conventions ----------------------------------------------------------------------------
 case("ellipsis-bare", lambda x: x[...], [a([[1, 2], [3, 4]])], a([[1, 2], [3, 4]]), [np.ones((2, 2))],
      "x[...] is a view of all of x (torch, NumPy); the gradient is the upstream gradient")
@@ -259,6 +273,8 @@ case("gather-repeats-accumulate", lambda x: x[np.array([2, 0, 2])], [a([1, 2, 3]
      "torch index backward (index_put with accumulate=True): repeated indices add up")
 case("gather-negative", lambda x: x[np.array([-1, 0])], [a([1, 2, 3])], a([3, 1]), [a([1, 0, 1])],
      "negative indices count from the end, also for the gradient (torch, NumPy)")
+case("index-boolean-mask", lambda x: x[np.array([[True, False], [True, True]])], [a([[1, -2], [3, 4]])], a([1, 3, 4]),
+     [a([[1, 0], [1, 1]])], "a boolean mask selects (torch, NumPy); the gradient lands on the selected elements")
 case("index-negative-step", lambda x: x[::-2], [a([1, 2, 3, 4, 5])], a([5, 3, 1]), [a([1, 0, 1, 0, 1])],
      "x[::-2] (NumPy; torch needs flip): the gradient lands on the selected elements")
 case("index-numpy-integer", lambda x: x[np.int64(1)], [a([[1, 2], [3, 4]])], a([3, 4]), [a([[0, 0], [1, 1]])],
@@ -273,6 +289,22 @@ case("index-numpy-integer-pair", lambda x: x[np.int64(1), np.int64(0)], [a([[1, 
      [a([[0, 0], [1, 0]])], _NPINT)
 
 
+# -- invalid axes are errors, never wrapped around -------------------------------------------------
+_AXIS = "an axis outside [-ndim, ndim) (torch: IndexError 'Dimension out of range'; NumPy: AxisError)"
+case("concat-axis-out-of-range", lambda x: F.concat([x, x], axis=5), [np.ones((2, 3))], None, None, _AXIS,
+     raises=Exception)
+case("stack-axis-out-of-range", lambda x: F.stack([x, x], axis=7), [np.ones((2, 3))], None, None, _AXIS,
+     raises=Exception)
+case("expand_dims-axis-out-of-range", lambda x: F.expand_dims(x, 7), [np.ones((2, 3))], None, None, _AXIS,
+     raises=Exception)
+case("transpose-axis-out-of-range", lambda x: F.transpose(x, (0, 3)), [np.ones((2, 3))], None, None, _AXIS,
+     raises=Exception)
+case("flatten-axis-out-of-range", lambda x: F.flatten(x, 5), [np.ones((2, 3))], None, None, _AXIS,
+     raises=Exception)
+case("tril-1d", F.tril, [a([1, 2, 3])], None, None,
+     "torch.tril needs at least 2 dimensions (RuntimeError for a 1-d tensor)", raises=Exception)
+
+
 # -- dtypes --------------------------------------------------------------------------------------------
 case("astype-numpy-scalar-type", lambda x: x.astype(np.float32), [a([0.5, -1.5])], a([0.5, -1.5]), [a([1, 1])],
      "Tensor.to(torch.float32): the value is cast, the gradient is cast back to the input's dtype",
@@ -281,9 +313,10 @@ case("astype-python-float", lambda x: F.astype(x, float) * 2.0, [a([0.5])], a([1
      "float means float64 (NumPy's spelling); casting to the same dtype is differentiable")
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")  # mean over an empty axis, on purpose
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_edge_case(bk, c, request):
-    if c.known_bug:
+    if c.known_bug and (c.known_bug_on is None or bk.name in c.known_bug_on):
         request.applymarker(pytest.mark.xfail(strict=True, reason=f"KNOWN BUG: {c.known_bug}"))
     if c.strict_bug and bk.name == "array_api_strict":
         request.applymarker(pytest.mark.xfail(strict=True, reason=f"KNOWN BUG (array_api_strict): {c.strict_bug}"))

@@ -24,9 +24,8 @@ Each program is checked these ways:
 5. the array_api_strict backend (device1, the suite's CuPy stand-in), and CuPy where a GPU is
    present: the same values and input gradients as the NumPy backend.
 
-Guards (each commented where the op is drawn): a boolean-mask index compares values only on
-array_api_strict (``KNOWN BUG``: its backward raises there).  Indexing the Array API does not
-have (2-d integer arrays, several index arrays, array + slice) runs on NumPy (and CuPy) only.
+Guards (each commented where the op is drawn): indexing the Array API does not have (2-d integer
+arrays, several index arrays, array + slice) runs on NumPy (and CuPy) only.
 
 The program is also kept as Python source: a failure prints it (inputs, constants, one line per
 op) as a standalone script, so a failure shrunk by hypothesis is a copy-paste repro.
@@ -40,7 +39,7 @@ derivative is the same on both sides, so the split-evenly rule for ties is exerc
 false alarms.
 
 Profiles (tests/conftest.py): the fuzz test takes its settings from the loaded profile and scales
-its example count -- ``ci`` (the default, derandomized): 4 x 25 = 100 programs, a few seconds;
+its example count -- ``ci`` (the default, derandomized): 12 x 25 = 300 programs, about ten seconds;
 ``thorough`` (HYPOTHESIS_PROFILE=thorough): 10 x 400 = 4000 random programs, a minute or two.
 """
 
@@ -69,7 +68,7 @@ DELTA = 1e-2      # minimum distance from a kink (eps = 1e-6 times the local der
 SPD_LIMIT = 5.0   # |entries| of a matrix turned into A A^T + n I
 
 _BASE_EXAMPLES = settings.default.max_examples
-FUZZ_EXAMPLES = 4 * _BASE_EXAMPLES if _BASE_EXAMPLES <= 100 else 10 * _BASE_EXAMPLES  # ci: 100, thorough: 4000
+FUZZ_EXAMPLES = 12 * _BASE_EXAMPLES if _BASE_EXAMPLES <= 100 else 10 * _BASE_EXAMPLES  # ci: 300, thorough: 4000
 FUZZ_SETTINGS = settings(
     settings.default,
     max_examples=FUZZ_EXAMPLES,
@@ -819,15 +818,13 @@ def _draw_index(d):
         return (i,), {"index": index}, f"{v}[{src}]", "skip"
     if kind == "mask":
         k = d.integers(1, x.ndim)
-        # KNOWN BUG (strict): the backward of a boolean-mask index raises inside StrictBackend.scatter_add
-        # (TypeError "Only real numeric dtypes are allowed in __lt__"), so strict compares values only
         c = d.const(rng.random(x.shape[:k]) < 0.5, "host")
-        return (i,), {"index": c}, f"{v}[{c.name}]", "forward"
+        return (i,), {"index": c}, f"{v}[{c.name}]", "ok"
     # mask_cmp: x[x > t], the mask computed from the values (margin DELTA from the threshold)
     t = d.choice([0.0, 0.5, -1.0])
     if not bool(np.all(np.abs(x - t) >= DELTA)):
         raise Reject
-    return (i,), {"index": "cmp", "t": t}, f"{v}[{v} > {t!r}]", "forward"  # (the KNOWN BUG above)
+    return (i,), {"index": "cmp", "t": t}, f"{v}[{v} > {t!r}]", "ok"
 
 
 # -- matrix products -------------------------------------------------------------------------------
@@ -1217,8 +1214,8 @@ def _check_program(prog: Program):
         B.set_default_dtype(prev_dtype)
 
     # (5) array_api_strict (device1), and CuPy where a GPU is present: the same values and
-    # gradients as the NumPy backend.  Steps marked "forward" / "skip" (see their KNOWN BUG and
-    # Array-API notes) limit what array_api_strict runs; CuPy has NumPy's indexing and runs all.
+    # gradients as the NumPy backend.  Steps marked "forward" / "skip" (see their Array-API notes)
+    # limit what array_api_strict runs; CuPy has NumPy's indexing and runs all.
     for name, rtol in _OTHER_BACKENDS:
         mode = "ok"
         for st_ in prog.steps:

@@ -40,6 +40,14 @@ def normalize_axes(axis, ndim):
     return tuple(sorted(out))
 
 
+def check_axis(axis: int, ndim: int, what: str = "axis") -> int:
+    """One axis of an ``ndim``-dimensional array, negatives counted from the end, as non-negative;
+    out of range is an error (never wrapped round to another axis)."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{what} {axis} is out of range for {ndim} dimensions")
+    return axis % ndim
+
+
 def keepdims_shape(shape, axes):
     """The shape a reduction over ``axes`` has with keepdims=True."""
     return tuple(1 if i in axes else s for i, s in enumerate(shape))

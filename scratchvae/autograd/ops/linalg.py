@@ -174,6 +174,8 @@ class Tril(Function):
         self.k = k
 
     def forward(self, a):
+        if a.ndim < 2:
+            raise ValueError(f"tril needs a (..., m, n) matrix, got shape {tuple(a.shape)}")
         return namespace(a).tril(a, k=self.k)
 
     def backward(self, gy):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...arrays import index_array, is_integer_scalar
 from ...backend import backend_of, namespace
 from ..tensor import Function, Tensor, sum_to
+from .common import check_axis
 
 
 class Reshape(Function):
@@ -36,7 +37,7 @@ class Transpose(Function):
         axes = self.axes
         if axes is None:
             axes = tuple(range(x.ndim))[::-1]
-        self.axes = tuple(a % x.ndim for a in axes)
+        self.axes = tuple(check_axis(a, x.ndim) for a in axes)
         if sorted(self.axes) != list(range(x.ndim)):
             raise ValueError(f"axes {axes} are not a permutation of the {x.ndim} axes")
         return namespace(x).permute_dims(x, self.axes)
@@ -122,7 +123,9 @@ class Concat(Function):
         self.axis = axis
 
     def forward(self, *xs):
-        self.axis = self.axis % xs[0].ndim
+        if xs[0].ndim == 0:
+            raise ValueError("0-d arrays cannot be concatenated; stack them instead")
+        self.axis = check_axis(self.axis, xs[0].ndim)
         self.saved = [x.shape[self.axis] for x in xs]
         return namespace(xs[0]).concat(list(xs), axis=self.axis)
 
@@ -144,7 +147,7 @@ class Stack(Function):
         self.axis = axis
 
     def forward(self, *xs):
-        self.axis = self.axis % (xs[0].ndim + 1)
+        self.axis = check_axis(self.axis, xs[0].ndim + 1)
         return namespace(xs[0]).stack(list(xs), axis=self.axis)
 
     def backward(self, gy):
@@ -206,12 +209,13 @@ def stack(tensors, axis=0) -> Tensor:
 
 def expand_dims(x, axis) -> Tensor:
     shape = list(x.shape)
-    shape.insert(axis % (len(shape) + 1), 1)
+    shape.insert(check_axis(axis, len(shape) + 1, "expand_dims: axis"), 1)
     return reshape(x, tuple(shape))
 
 
 def squeeze(x, axis) -> Tensor:
     shape = list(x.shape)
+    axis = check_axis(axis, len(shape), "squeeze: axis")
     if shape[axis] != 1:
         raise ValueError(f"squeeze: axis {axis} has size {shape[axis]}, not 1 (shape {tuple(shape)})")
     del shape[axis]
@@ -221,6 +225,7 @@ def squeeze(x, axis) -> Tensor:
 def flatten(x, start_axis=1) -> Tensor:
     """Merge all axes from ``start_axis`` on (keeps the batch axis by default)."""
     shape = x.shape
+    start_axis = check_axis(start_axis, max(len(shape), 1), "flatten: start_axis")
     n = 1
     for s in shape[start_axis:]:
         n *= s
