@@ -19,6 +19,8 @@ __all__ = ["check_same_device", "as_array", "constant_like", "is_number", "is_in
 def check_same_device(xs) -> None:
     """Refuse to combine arrays of two libraries or two devices -- never convert silently."""
     t0 = type(xs[0])
+    if t0 is np.ndarray and len(xs) == 2 and type(xs[1]) is np.ndarray:  # the common case, cheaply
+        return
     for x in xs:
         if type(x) is not t0:
             break

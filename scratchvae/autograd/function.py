@@ -42,7 +42,9 @@ class Function:
             if len(xs) > 1:
                 check_same_device(xs)
             self.needs = tuple([t.requires_grad for t in inputs]) if grad_mode.enabled else (False,) * len(xs)
-            y = as_array(self.forward(*xs))
+            y = self.forward(*xs)
+            if type(y) is not type(xs[0]):  # e.g. a NumPy reduction to 0-d returns a scalar, not an array
+                y = as_array(y)
         except (AttributeError, ValueError, TypeError, IndexError) as e:
             raise _op_error(self, inputs, e) from e
         for o in observers:

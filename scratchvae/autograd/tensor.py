@@ -134,27 +134,33 @@ class Tensor:
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (times ``grad`` for non-scalars).
 
-        Visits each tensor once, outputs before inputs, in an order found without recursion (so
-        chains of any length work); the gradients arriving at a tensor used several times are
-        summed before they flow on.  The graph is released afterwards unless ``retain_graph``.
+        Visits each op once, outputs before inputs, in an order found without recursion (so chains
+        of any length work); the gradients arriving at a tensor used several times are summed
+        before they flow on.  The graph is released afterwards unless ``retain_graph``.
         docs/autograd.md#backward.
         """
-        order = _topological_order(self)  # inputs before outputs, leaves included
-        grads = {id(self): _output_grad(self, grad)}
+        grad = _output_grad(self, grad)
+        if self._ctx is None:  # backward of a leaf itself: d self / d self = 1
+            return _accumulate_leaf(self, grad)
+        order = _topological_order(self)  # the non-leaf tensors, inputs before outputs
+        grads = {id(self): grad}
         for t in reversed(order):
-            gy = grads.pop(id(t))
-            if t._ctx is None:  # a leaf: everything that flows into it has arrived
-                _accumulate_leaf(t, gy)
+            gy = grads.pop(id(t), None)
+            if gy is None:  # no gradient reached t (its consumers' backward returned None)
                 continue
             ctx = t._ctx
-            for x, gx, need in zip(ctx.inputs, _backward_of(ctx, gy), ctx.needs):
-                if need and gx is not None:
+            gxs = _backward_of(ctx, gy) if observers else ctx.backward(gy)
+            for x, gx, need in zip(ctx.inputs, gxs, ctx.needs):
+                if not need or gx is None:
+                    continue
+                if x._ctx is None:  # a leaf: its .grad accumulates
+                    _accumulate_leaf(x, gx)
+                else:
                     prev = grads.get(id(x))
                     grads[id(x)] = gx if prev is None else prev + gx
         if not retain_graph:
             for t in order:
-                if t._ctx is not None:
-                    t._ctx.release()
+                t._ctx.release()
 
     # -- arithmetic operators (defined here, not patched in) -------------------------------------
     def __add__(self, other):
@@ -331,7 +337,7 @@ def _accumulate_leaf(x: Tensor, g):
 
 
 def _topological_order(root: Tensor):
-    """The tensors that need a gradient and are reachable from ``root``, inputs before outputs
+    """The non-leaf tensors reachable from ``root`` that need a gradient, inputs before outputs
     (an iterative depth-first search: O(nodes + edges), no recursion)."""
     order = []
     seen = set()
@@ -344,18 +350,16 @@ def _topological_order(root: Tensor):
         if id(t) in seen:
             continue
         seen.add(id(t))
-        stack.append((t, True))
         ctx = t._ctx
-        if ctx is None:
-            continue
         if ctx.inputs is None:
             raise RuntimeError(
                 f"backward: the graph through a tensor produced by {type(ctx).__name__} was already freed "
                 "by an earlier backward(); pass retain_graph=True to the first backward() to "
                 "backpropagate through it twice"
             )
+        stack.append((t, True))
         for p, need in zip(ctx.inputs, ctx.needs):
-            if need and id(p) not in seen:
+            if need and p._ctx is not None and id(p) not in seen:
                 stack.append((p, False))
     return order
 
