@@ -248,6 +248,12 @@ def _test_data(config, meta, n_test):
 
 
 def _cmd_evaluate(args) -> int:
+    out = Path(args.out) if args.out else (_run_folder(args.run) / "eval.json")
+    with _writing(args.run, out):
+        return _evaluate(args, out)
+
+
+def _evaluate(args, out) -> int:
     from .evaluate import evaluate, format_table, write_json
     from .random import Generator
     from .train import load_run
@@ -265,7 +271,6 @@ def _cmd_evaluate(args) -> int:
     print(format_table(result, title))
     if "note" in result:
         print("note: " + result["note"])
-    out = Path(args.out) if args.out else (_run_folder(args.run) / "eval.json")
     write_json(result, out)
     _log(f"wrote {out}")
     return 0
@@ -274,6 +279,20 @@ def _cmd_evaluate(args) -> int:
 def _run_folder(run) -> Path:
     p = Path(run)
     return p if p.is_dir() else p.parent
+
+
+def _writing(run, *outputs):
+    """The run folder's lock (run_folder.lock) when one of ``outputs`` lies inside the run folder of
+    ``run``; nothing to hold when they all go elsewhere, or ``run`` is not in a run folder."""
+    import contextlib
+
+    from .train import run_folder
+
+    folder = _run_folder(run)
+    if not (folder / run_folder.CONFIG).is_file():
+        return contextlib.nullcontext()
+    inside = [o for o in outputs if o is not None and Path(o).resolve().is_relative_to(folder.resolve())]
+    return run_folder.lock(folder) if inside else contextlib.nullcontext()
 
 
 def _cmd_sample(args) -> int:
@@ -286,14 +305,15 @@ def _cmd_sample(args) -> int:
 
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
-    model, _config, _meta = load_run(args.run, backend=args.backend)
-    images = to_numpy(model.sample(args.n, generator=Generator(args.seed)))
     out = Path(args.out) if args.out else _run_folder(args.run) / "figures" / "samples.png"
-    show_grid(image_grid(images, min(8, args.n)), out, f"{args.n} samples: E[x | z], z ~ p(z)")
-    _log(f"wrote {out}")
-    if args.npy:
-        np.save(args.npy, images)
-        _log(f"wrote {args.npy}")
+    with _writing(args.run, out, args.npy):
+        model, _config, _meta = load_run(args.run, backend=args.backend)
+        images = to_numpy(model.sample(args.n, generator=Generator(args.seed)))
+        show_grid(image_grid(images, min(8, args.n)), out, f"{args.n} samples: E[x | z], z ~ p(z)")
+        _log(f"wrote {out}")
+        if args.npy:
+            np.save(args.npy, images)
+            _log(f"wrote {args.npy}")
     return 0
 
 
@@ -302,14 +322,15 @@ def _cmd_plot(args) -> int:
     from .random import Generator
     from .train import load_run, read_metrics
 
-    model, config, meta = load_run(args.run, backend=args.backend)
-    x, labels = _test_data(config, meta, args.n_test)
     folder = _run_folder(args.run)
-    what = args.what or ["reconstructions", "samples", "latent", "manifold", "curves"]
-    if "manifold" in (args.what or []) and model.latent_dim != 2:
-        raise ValueError(f"the manifold figure needs a 2-D latent space; this model has {model.latent_dim} dims")
-    paths = make_figures(Path(args.out) if args.out else folder / "figures", model, x, labels,
-                         read_metrics(folder), generator=Generator(args.seed), what=what)
+    out = Path(args.out) if args.out else folder / "figures"
+    with _writing(args.run, out):
+        model, config, meta = load_run(args.run, backend=args.backend)
+        x, labels = _test_data(config, meta, args.n_test)
+        what = args.what or ["reconstructions", "samples", "latent", "manifold", "curves"]
+        if "manifold" in (args.what or []) and model.latent_dim != 2:
+            raise ValueError(f"the manifold figure needs a 2-D latent space; this model has {model.latent_dim} dims")
+        paths = make_figures(out, model, x, labels, read_metrics(folder), generator=Generator(args.seed), what=what)
     for p in paths:
         _log(f"wrote {p}")
     return 0

@@ -112,7 +112,7 @@ class Trainer:
         return self.state.model
 
     def run(self) -> TrainResult:
-        with using_backend(self.config.backend, self.config.dtype):
+        with using_backend(self.config.backend, self.config.dtype), self._lock():
             self._setup()
             with _StopFlag(self.log) as self.stop:
                 try:
@@ -123,6 +123,12 @@ class Trainer:
                 self._figures()
             s = self.state
             return TrainResult(status, self.run_dir, s.epoch, s.global_step, self.metrics, s.model)
+
+    def _lock(self):
+        """The run folder's lock, held from before the first read until the figures are drawn."""
+        if not self.resume:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        return run_folder.lock(self.run_dir)
 
     def _setup(self):
         c = self.config
@@ -136,6 +142,8 @@ class Trainer:
         self.state = build_state(c, self.data)
         if saved is not None:
             self.state.load_state_dict(saved)
+            # only now, with the checkpoint loaded, may a new --epochs / --time-budget reach config.json
+            run_folder.update_config(self.run_dir, {"epochs": c.epochs, "time_budget": c.time_budget})
             self.metrics = run_folder.read_metrics(self.run_dir, upto=self.state.epoch)
             self.log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, step {self.state.global_step}")
         else:
@@ -240,9 +248,8 @@ def train(config: TrainConfig | dict | None = None, run_dir=None, *, resume: boo
             changed["epochs"] = epochs
         if time_budget is not None:
             changed["time_budget"] = time_budget
-        if changed:
+        if changed:  # written to config.json by the Trainer, once the checkpoint has loaded
             config = dataclasses.replace(config, **changed).check()
-            run_folder.update_config(run_dir, changed)
     else:
         if config is None:
             config = make_config()

@@ -5,16 +5,26 @@
     run_dir/checkpoint.npz    model, optimizer, scheduler, data-loader and random-generator state
     run_dir/figures/*.png     reconstructions, samples, latent space, training curves (app.py draws them)
 
+    run_dir/.lock             held (``fcntl.flock``) by the one process writing the folder; holds its PID
+
 A file is written to a temporary name and then renamed over the old one, so a crash mid-write
-leaves the previous version intact.
+leaves the previous version intact.  Every command that writes the folder holds :func:`lock` while
+it does; a second one is refused with :class:`RunFolderBusy`, naming the holder's PID.  The OS
+releases the lock when its process exits, however it exits, so a lock is never stale.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, one writer is the user's job
+    fcntl = None
 
 from .. import checkpoint as ckpt
 from ..backend import get_backend, set_backend, set_default_dtype
@@ -23,12 +33,52 @@ from .config import TrainConfig
 from .state import TrainState
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "FIGURES", "METRICS", "append_metrics", "check_new", "checkpoint_epoch",
-    "create", "default_run_dir", "load_checkpoint", "load_config", "load_run", "read_metrics",
+    "CHECKPOINT", "CONFIG", "FIGURES", "LOCK", "METRICS", "RunFolderBusy", "append_metrics", "check_new", "checkpoint_epoch",
+    "create", "default_run_dir", "load_checkpoint", "load_config", "load_run", "lock", "read_metrics",
     "save_checkpoint", "update_config",
 ]
 
 CONFIG, METRICS, CHECKPOINT, FIGURES = "config.json", "metrics.jsonl", "checkpoint.npz", "figures"
+LOCK = ".lock"
+
+
+class RunFolderBusy(OSError):
+    """Another process holds the run folder's lock (``pid``: its process id, None when unknown)."""
+
+    def __init__(self, message, pid=None):
+        super().__init__(message)
+        self.pid = pid
+
+
+@contextlib.contextmanager
+def lock(run_dir):
+    """Hold the run folder's exclusive lock (``run_dir/.lock``, created if needed; ``run_dir`` must exist).
+
+    Raises :class:`RunFolderBusy` at once, naming the holder's PID, when another process (or another
+    :func:`lock` in this one) holds it.  The lock file stays behind; only the lock on it counts.
+    """
+    path = Path(run_dir) / LOCK
+    f = open(path, "a+")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                text = f.read().strip()
+                pid = int(text) if text.isdigit() else None
+                who = f"process {pid}" if pid is not None else "another process"
+                raise RunFolderBusy(f"{run_dir} is in use by {who} (it holds {path}); wait for it to finish or "
+                                    f"stop it, or choose another folder", pid) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield path
+        f.seek(0)
+        f.truncate()  # while still held: a PID in the file is always that of the holder
+    finally:
+        f.close()  # closing the file releases the lock
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -75,9 +125,13 @@ def load_config(run_dir) -> TrainConfig:
 
 
 def update_config(run_dir, changed: dict) -> None:
-    """Change some fields of config.json (a resume with a new --epochs or --time-budget)."""
+    """Change some fields of config.json (a resume with a new --epochs or --time-budget); the file
+    is left as it is (not even rewritten) when they already have these values."""
     path = Path(run_dir) / CONFIG
-    _write_json(path, {**json.loads(path.read_text()), **changed})
+    old = json.loads(path.read_text())
+    new = {**old, **changed}
+    if new != old:
+        _write_json(path, new)
 
 
 # -- metrics.jsonl -------------------------------------------------------------------------------

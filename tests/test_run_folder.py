@@ -1,0 +1,95 @@
+"""The run folder under concurrent, damaged and interrupted use: one writer at a time, a torn
+metrics line, a foreign folder, a run that died in its first epoch, SIGTERM, and inputs refused
+before anything is written (docs/training.md#what-survives-what)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scratchvae.cli import main
+from scratchvae.train import make_config, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--data", "embedded", "--n-train", "200", "--n-test", "50", "--hidden", "16", "--latent", "2",
+        "--no-progress", "--no-figures"]
+
+
+def quiet(*_):
+    pass
+
+
+def tiny(**over):
+    base = dict(data="embedded", n_train=200, n_test=50, hidden=[16], latent_dim=2, batch_size=50, epochs=1,
+                seed=1, figures=False)
+    base.update(over)
+    return make_config(**base)
+
+
+def _cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    return [sys.executable, "-m", "scratchvae", *args], env
+
+
+def _start_slow_run(run, *extra):
+    """A training run that goes on until killed (many epochs of small batches); returns once it holds the folder."""
+    cmd, env = _cli("train", *TINY, "--batch-size", "10", "--epochs", "100000", "--out", str(run), *extra)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (run / "checkpoint.npz").is_file():
+        if p.poll() is not None or time.time() > deadline:
+            p.kill()
+            raise AssertionError(f"the slow run did not start: {p.communicate()}")
+        time.sleep(0.05)
+    return p
+
+
+def _stop(p):
+    if p.poll() is None:
+        p.kill()
+    p.communicate()
+
+
+# -- 1. one writer per run folder ------------------------------------------------------------------
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    run = tmp_path / "run"
+    first = _start_slow_run(run)
+    try:
+        for args in (["train", *TINY, "--epochs", "1", "--out", str(run)],
+                     ["train", "--resume", str(run), "--no-progress", "--no-figures"]):
+            cmd, env = _cli(*args)
+            second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+            assert second.returncode != 0, second
+            assert str(first.pid) in second.stderr and "in use" in second.stderr, second.stderr
+            assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+        # reading the folder is allowed; writing eval.json into it is not
+        ev = ["evaluate", str(run), "--k", "0", "--n-test", "10", "--no-progress"]
+        cmd, env = _cli(*ev)
+        refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and str(first.pid) in refused.stderr, refused.stderr
+        cmd, env = _cli(*ev, "--out", str(tmp_path / "eval.json"))
+        elsewhere = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        assert first.poll() is None  # the first run was not disturbed
+    finally:
+        _stop(first)
+    # the OS released the lock of the killed process: the run can be resumed at once
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress", "--no-figures"]) == 0
+
+
+def test_the_lock_is_released_after_a_run_and_is_exclusive_in_process(tmp_path):
+    from scratchvae.train import run_folder
+
+    run = tmp_path / "run"
+    train(tiny(), run, progress=False, log=quiet)
+    with run_folder.lock(run):
+        with pytest.raises(run_folder.RunFolderBusy, match=f"process {os.getpid()}"):
+            train(run_dir=run, resume=True, epochs=2, progress=False, log=quiet)
+    r = train(run_dir=run, resume=True, epochs=2, progress=False, log=quiet)
+    assert r.epochs_done == 2
