@@ -330,7 +330,7 @@ def _cmd_plot(args) -> int:
         what = args.what or ["reconstructions", "samples", "latent", "manifold", "curves"]
         if "manifold" in (args.what or []) and model.latent_dim != 2:
             raise ValueError(f"the manifold figure needs a 2-D latent space; this model has {model.latent_dim} dims")
-        paths = make_figures(out, model, x, labels, read_metrics(folder), generator=Generator(args.seed), what=what)
+        paths = make_figures(out, model, x, labels, read_metrics(folder, log=_warn), generator=Generator(args.seed), what=what)
     for p in paths:
         _log(f"wrote {p}")
     return 0
@@ -346,6 +346,10 @@ def _cmd_bench(args) -> int:
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
+
+
+def _warn(msg: str) -> None:
+    print(f"scratchvae: {msg}", file=sys.stderr, flush=True)
 
 
 def _error(msg: str) -> None:

@@ -93,3 +93,41 @@ def test_the_lock_is_released_after_a_run_and_is_exclusive_in_process(tmp_path):
             train(run_dir=run, resume=True, epochs=2, progress=False, log=quiet)
     r = train(run_dir=run, resume=True, epochs=2, progress=False, log=quiet)
     assert r.epochs_done == 2
+
+
+# -- 2. a torn metrics.jsonl ---------------------------------------------------------------------
+
+def _rows(run):
+    return [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning_and_restored_from_the_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "2", "--out", str(run)]) == 0
+    whole = _rows(run)
+    path = run / "metrics.jsonl"
+    os.truncate(path, path.stat().st_size - 100)  # `truncate -s -100`: the last line torn, no newline
+    capsys.readouterr()
+    assert main(["plot", str(run), "--what", "curves", "--out", str(tmp_path / "figs")]) == 0
+    err = capsys.readouterr().err
+    assert "metrics.jsonl" in err and "line 2" in err and "torn" in err, err
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress", "--no-figures"]) == 0
+    out = capsys.readouterr()
+    assert "line 2" in out.out + out.err
+    rows = _rows(run)  # epoch 2's row came back from the checkpoint, then epoch 3 was appended
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[:2] == whole
+
+
+def test_a_corrupt_middle_metrics_line_names_the_file_and_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "3", "--out", str(run)]) == 0
+    path = run / "metrics.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:20] + "\n"
+    path.write_text("".join(lines))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--no-progress", "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}, line 2" in err and "Traceback" not in err, err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"} == before

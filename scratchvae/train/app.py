@@ -142,9 +142,11 @@ class Trainer:
         self.state = build_state(c, self.data)
         if saved is not None:
             self.state.load_state_dict(saved)
-            # only now, with the checkpoint loaded, may a new --epochs / --time-budget reach config.json
+            self.metrics = run_folder.read_metrics(self.run_dir, upto=self.state.epoch, log=self.log,
+                                                   restore=meta.get("last_metrics"))
+            # only now, with the checkpoint and the metrics read, may a new --epochs / --time-budget
+            # reach config.json (a resume that fails changes nothing)
             run_folder.update_config(self.run_dir, {"epochs": c.epochs, "time_budget": c.time_budget})
-            self.metrics = run_folder.read_metrics(self.run_dir, upto=self.state.epoch)
             self.log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, step {self.state.global_step}")
         else:
             self.metrics = []
@@ -200,7 +202,8 @@ class Trainer:
 
     def save(self):
         """Write the checkpoint atomically (a crash mid-write leaves the previous one intact)."""
-        run_folder.save_checkpoint(self.run_dir, self.state, self.config, self.data.source)
+        last = self.metrics[-1] if self.metrics else None
+        run_folder.save_checkpoint(self.run_dir, self.state, self.config, self.data.source, last_metrics=last)
 
     def epoch_of_checkpoint(self):
         return run_folder.checkpoint_epoch(self.run_dir)

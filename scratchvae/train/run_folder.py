@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 try:
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, one writer
     fcntl = None
 
 from .. import checkpoint as ckpt
+from .._fileio import write_text_atomic
 from ..backend import get_backend, set_backend, set_default_dtype
 from ..models.vae import VAE
 from .config import TrainConfig
@@ -82,10 +84,7 @@ def lock(run_dir):
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -141,16 +140,47 @@ def append_metrics(run_dir, row: dict) -> None:
     _write_text(path, path.read_text() + json.dumps(row) + "\n")
 
 
-def read_metrics(run_dir, upto: int | None = None) -> list:
-    """The metrics rows of the run; with ``upto``, rows after that epoch (written by a session that
-    died before its checkpoint) are dropped from the file too."""
+def read_metrics(run_dir, upto: int | None = None, *, log=None, restore: dict | None = None) -> list:
+    """The metrics rows of the run.
+
+    A torn last line (a write cut short: the file was truncated, or a copy is incomplete) is dropped,
+    saying so through ``log`` (default: a Python warning); any other line that is not a JSON object
+    with an ``epoch`` is a ValueError naming the file and the line.  With ``upto`` (the checkpoint's
+    epoch, when resuming) the file is also repaired, atomically: rows after that epoch (written by
+    a session that died before its checkpoint) and a torn line are dropped, and ``restore`` (the
+    checkpoint's copy of its epoch's row) puts back that row when it was the one torn.
+    """
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    raw = path.read_text()
+    lines = raw.splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    rows, torn = [], False
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            ok = isinstance(row, dict) and isinstance(row.get("epoch"), int)
+        except ValueError:
+            ok = False
+        if ok:
+            rows.append(row)
+        elif i == last and not raw.endswith("\n"):
+            torn = True
+            say = log or (lambda msg: warnings.warn(msg, stacklevel=3))
+            say(f"warning: {path}, line {i + 1} is torn (cut short, {len(line)} characters, no newline); "
+                "dropping it" + ("" if upto is None else f" (the checkpoint is at epoch {upto})"))
+        else:
+            raise ValueError(f"{path}, line {i + 1} is not a metrics row (a JSON object with an epoch): "
+                             f"{line[:60]!r}; repair or delete that line")
     if upto is not None:
         kept = [r for r in rows if r["epoch"] <= upto]
-        if len(kept) != len(rows):
+        if restore is not None and restore.get("epoch") == upto and (not kept or kept[-1]["epoch"] < upto):
+            kept.append(restore)
+            (log or warnings.warn)(f"note: restored the metrics of epoch {upto} from the checkpoint")
+        if len(kept) != len(rows) or torn:
             _write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
         rows = kept
     return rows
@@ -158,11 +188,15 @@ def read_metrics(run_dir, upto: int | None = None) -> list:
 
 # -- checkpoint.npz ------------------------------------------------------------------------------
 
-def save_checkpoint(run_dir, state: TrainState, config: TrainConfig, data_source: str) -> None:
+def save_checkpoint(run_dir, state: TrainState, config: TrainConfig, data_source: str,
+                    last_metrics: dict | None = None) -> None:
     """Write the checkpoint (scratchvae.checkpoint writes it atomically): the state and, as metadata,
-    what ``load_run`` needs to rebuild the model without the config.json."""
+    what ``load_run`` needs to rebuild the model without the config.json, and the metrics row of the
+    last finished epoch (``last_metrics``), which a resume puts back if metrics.jsonl lost it."""
     meta = {"model_config": state.model.config, "train_config": config.to_dict(), "epoch": state.epoch,
             "global_step": state.global_step, "data_source": data_source}
+    if last_metrics is not None:
+        meta["last_metrics"] = last_metrics
     ckpt.save(state.state_dict(), Path(run_dir) / CHECKPOINT, metadata=meta)
 
 
