@@ -131,3 +131,27 @@ def test_a_corrupt_middle_metrics_line_names_the_file_and_line(tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"{path}, line 2" in err and "Traceback" not in err, err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"} == before
+
+
+# -- 3. a folder that is not a run -----------------------------------------------------------------
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+
+
+def test_out_into_a_non_empty_folder_that_is_not_a_run_is_refused_and_left_alone(tmp_path, capsys):
+    u = tmp_path / "u"
+    u.mkdir()
+    (u / "metrics.jsonl").write_text("important\n")
+    (u / "notes").mkdir()
+    before = _snapshot(u)
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(u)]) == 1
+    err = capsys.readouterr().err
+    assert "not a run folder" in err and "--out" in err and "empty" in err, err
+    assert _snapshot(u) == before
+    # an empty folder is fine, and so is a file name where a folder should be: refused, untouched
+    (tmp_path / "empty").mkdir()
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "empty")]) == 0
+    (tmp_path / "f").write_text("x")
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "f")]) == 1
+    assert "not a folder" in capsys.readouterr().err and (tmp_path / "f").read_text() == "x"

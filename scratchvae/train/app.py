@@ -127,6 +127,7 @@ class Trainer:
     def _lock(self):
         """The run folder's lock, held from before the first read until the figures are drawn."""
         if not self.resume:
+            run_folder.check_new(self.run_dir, runs_too=False)  # before the lock file: a refused folder is left as it was
             self.run_dir.mkdir(parents=True, exist_ok=True)
         return run_folder.lock(self.run_dir)
 
@@ -136,7 +137,7 @@ class Trainer:
             saved, meta = run_folder.load_checkpoint(self.run_dir)
             source = meta.get("data_source")
         else:
-            run_folder.check_new(self.run_dir)
+            run_folder.check_new(self.run_dir)  # again, under the lock: a run started meanwhile is not overwritten
             saved, source = None, None
         self.data = prepare_data(c, self.log, source)
         self.state = build_state(c, self.data)

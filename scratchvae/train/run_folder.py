@@ -98,10 +98,26 @@ def default_run_dir(config: TrainConfig, root="runs") -> Path:
 
 # -- config.json ---------------------------------------------------------------------------------
 
-def check_new(run_dir) -> None:
-    """Raise FileExistsError when ``run_dir`` already holds a run (a new run never overwrites one)."""
+def check_new(run_dir, runs_too: bool = True) -> None:
+    """Raise FileExistsError unless a new run may be written to ``run_dir``: a folder that does not
+    exist yet or is empty (a new run never overwrites a run, nor the files of a folder that is not one).
+
+    ``runs_too=False`` only refuses what is not a run folder (checked before the lock file is made,
+    so that such a folder is left exactly as it was); a run folder is then checked under the lock.
+    """
     run_dir = Path(run_dir)
-    if (run_dir / CONFIG).exists():
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"--out {run_dir} is not a folder; choose a new (or empty) folder for the run")
+    if not run_dir.exists():
+        return
+    if not (run_dir / CONFIG).exists():
+        others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise FileExistsError(f"{run_dir} is not empty ({shown}) and is not a run folder (it has no {CONFIG}); "
+                                  "nothing was written to it: choose a new or empty --out folder")
+        return
+    if runs_too:
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out folder")
 
