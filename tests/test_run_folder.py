@@ -155,3 +155,34 @@ def test_out_into_a_non_empty_folder_that_is_not_a_run_is_refused_and_left_alone
     (tmp_path / "f").write_text("x")
     assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "f")]) == 1
     assert "not a folder" in capsys.readouterr().err and (tmp_path / "f").read_text() == "x"
+
+
+# -- 5. a run that died in its first epoch --------------------------------------------------------
+
+def _die_in_first_epoch(run):
+    def boom(trainer, info):
+        if info["step"] == 2:
+            raise RuntimeError("the machine fell over")
+
+    with pytest.raises(RuntimeError, match="fell over"):
+        train(tiny(epochs=2), run, progress=False, log=quiet, callback=boom)
+    assert (run / "config.json").is_file() and not (run / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("how", ["again", "resume"])
+def test_a_run_that_died_in_its_first_epoch_starts_afresh(tmp_path, how):
+    from scratchvae import checkpoint as ckpt
+
+    train(tiny(epochs=2), tmp_path / "ref", progress=False, log=quiet)
+    run = tmp_path / "run"
+    _die_in_first_epoch(run)
+    lines = []
+    if how == "again":
+        r = train(tiny(epochs=2), run, progress=False, log=lines.append)
+    else:
+        r = train(run_dir=run, resume=True, progress=False, log=lines.append)
+    assert r.status == "completed" and r.epochs_done == 2
+    assert any("never finished" in s and "afresh" in s for s in lines), lines
+    a, b = ckpt.load(tmp_path / "ref" / "checkpoint.npz")["model"], ckpt.load(run / "checkpoint.npz")["model"]
+    assert all((a[k] == b[k]).all() for k in a)
+    assert [row["epoch"] for row in _rows(run)] == [1, 2]

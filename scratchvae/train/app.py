@@ -133,11 +133,17 @@ class Trainer:
 
     def _setup(self):
         c = self.config
-        if self.resume:
+        afresh = "{} holds a run whose first epoch never finished (no {}): starting it afresh"
+        if self.resume and not (self.run_dir / CHECKPOINT).is_file():
+            self.log(afresh.format(self.run_dir, CHECKPOINT) + f" from its {run_folder.CONFIG}")
+            saved, source = None, run_folder.saved_data_source(self.run_dir)
+        elif self.resume:
             saved, meta = run_folder.load_checkpoint(self.run_dir)
             source = meta.get("data_source")
         else:
-            run_folder.check_new(self.run_dir)  # again, under the lock: a run started meanwhile is not overwritten
+            # again, under the lock: a run started meanwhile is not overwritten
+            if run_folder.check_new(self.run_dir):
+                self.log(afresh.format(self.run_dir, CHECKPOINT))
             saved, source = None, None
         self.data = prepare_data(c, self.log, source)
         self.state = build_state(c, self.data)

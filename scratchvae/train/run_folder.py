@@ -36,7 +36,7 @@ from .state import TrainState
 
 __all__ = [
     "CHECKPOINT", "CONFIG", "FIGURES", "LOCK", "METRICS", "RunFolderBusy", "append_metrics", "check_new", "checkpoint_epoch",
-    "create", "default_run_dir", "load_checkpoint", "load_config", "load_run", "lock", "read_metrics",
+    "create", "default_run_dir", "load_checkpoint", "load_config", "load_run", "lock", "read_metrics", "saved_data_source",
     "save_checkpoint", "update_config",
 ]
 
@@ -98,9 +98,11 @@ def default_run_dir(config: TrainConfig, root="runs") -> Path:
 
 # -- config.json ---------------------------------------------------------------------------------
 
-def check_new(run_dir, runs_too: bool = True) -> None:
+def check_new(run_dir, runs_too: bool = True) -> bool:
     """Raise FileExistsError unless a new run may be written to ``run_dir``: a folder that does not
-    exist yet or is empty (a new run never overwrites a run, nor the files of a folder that is not one).
+    exist yet or is empty (a new run never overwrites a run, nor the files of a folder that is not one),
+    or one whose run never finished an epoch (a config.json but no checkpoint.npz: nothing to lose);
+    True in that last case, when the run is started afresh.
 
     ``runs_too=False`` only refuses what is not a run folder (checked before the lock file is made,
     so that such a folder is left exactly as it was); a run folder is then checked under the lock.
@@ -109,17 +111,25 @@ def check_new(run_dir, runs_too: bool = True) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"--out {run_dir} is not a folder; choose a new (or empty) folder for the run")
     if not run_dir.exists():
-        return
+        return False
     if not (run_dir / CONFIG).exists():
         others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise FileExistsError(f"{run_dir} is not empty ({shown}) and is not a run folder (it has no {CONFIG}); "
                                   "nothing was written to it: choose a new or empty --out folder")
-        return
+        return False
+    if not (run_dir / CHECKPOINT).exists():
+        return True
     if runs_too:
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out folder")
+    return False
+
+
+def saved_data_source(run_dir) -> str | None:
+    """The data source config.json records ("embedded" or "mnist"; None when it has none)."""
+    return json.loads((Path(run_dir) / CONFIG).read_text()).get("data_source")
 
 
 def create(run_dir, config: TrainConfig, data_source: str) -> None:
