@@ -25,14 +25,39 @@ strategy" accept either a fixed value or a hypothesis strategy to draw it from.
 
 Hypothesis is a test-time dependency (the ``test`` extra): it is imported when a strategy is
 built, never by ``import scratchvae``; ``assert_elbo_identity`` works without it.
+
+Stochastic estimators (a Monte-Carlo ELBO, an IWAE bound, a reparameterized gradient) are checked
+against exact targets with a stated false-alarm probability (defined in ``scratchvae.testing_stats``)::
+
+    assert_unbiased(estimator, exact)              # E[estimate] == exact
+    assert_lower_bound(estimator, log_px)          # E[estimate] <= log p(x)
+    assert_monotone_in_k(iwae_for_k, [1, 4, 16])   # E[IWAE_k] increases with k
+    assert_gradient_unbiased(grad_estimator, exact_grad)
+
+``estimator()`` returns fresh draws per call (one draw, or a batch with a leading axis); each check
+fails a correct estimator with probability at most ``alpha`` (default 1e-6).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .testing_stats import (
+    EstimatorCheck,
+    assert_gradient_unbiased,
+    assert_lower_bound,
+    assert_monotone_in_k,
+    assert_unbiased,
+    z_threshold,
+)
+
 __all__ = [
+    "EstimatorCheck",
     "assert_elbo_identity",
+    "assert_gradient_unbiased",
+    "assert_lower_bound",
+    "assert_monotone_in_k",
+    "assert_unbiased",
     "broadcastable_shape_pairs",
     "categoricals",
     "data_batches",
@@ -41,6 +66,7 @@ __all__ = [
     "gaussian_mixtures",
     "linear_gaussian_models",
     "normal_normal_models",
+    "z_threshold",
 ]
 
 
@@ -66,6 +92,7 @@ def assert_elbo_identity(model, x, q, rtol: float | None = None) -> dict:
     Returns the host arrays {"log_px", "elbo", "kl", "residual"} for further checks; raises
     AssertionError naming the worst examples and what the mismatch suggests.
     """
+    __tracebackhide__ = True
     from .distributions import kl_divergence
 
     log_px = model.log_marginal(x)

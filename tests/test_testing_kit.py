@@ -1,0 +1,251 @@
+"""The testing kit itself (scratchvae.testing): every statistical assertion passes a
+correct estimator and fails a biased one, on toy estimators with known moments and on the library's
+own Monte-Carlo ELBO, IWAE bound and pathwise gradient against the tractable models' exact values.
+
+False-alarm rates: ``alpha`` is an upper bound on the probability that a correct estimator fails.
+The slow test ``test_false_alarm_rate_against_nominal`` measures it over a few hundred seeds at a
+loose nominal rate (0.05): one look alone must be calibrated (observed rate within a binomial
+tolerance of nominal), the sequential procedure must stay below nominal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import scratchvae as sv
+from scratchvae.distributions import Independent, Normal
+from scratchvae.elbo import elbo, iwae_bound
+from scratchvae.models.linear_gaussian import LinearGaussian
+from scratchvae.models.normal_normal import NormalNormal
+from scratchvae.testing import (
+    EstimatorCheck,
+    assert_elbo_identity,
+    assert_gradient_unbiased,
+    assert_lower_bound,
+    assert_monotone_in_k,
+    assert_unbiased,
+    z_threshold,
+)
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+
+# -- toy estimators with known moments ------------------------------------------------------------
+
+def gaussian_draws(mean, sd=1.0, seed=0, batch=500):
+    """An estimator: batches of N(mean, sd^2) draws of mean's shape."""
+    rng = np.random.default_rng(seed)
+    mean = np.asarray(mean, dtype=float)
+    return lambda: mean + sd * rng.standard_normal((batch,) + mean.shape)
+
+
+def test_z_threshold_is_the_bonferroni_normal_quantile():
+    assert z_threshold(0.05) == pytest.approx(1.959964, abs=1e-6)
+    assert z_threshold(0.05, sided=1) == pytest.approx(1.644854, abs=1e-6)
+    assert z_threshold(0.05, comparisons=5, looks=2) == pytest.approx(z_threshold(0.005), rel=1e-12)
+    assert z_threshold(1e-6) == pytest.approx(4.891638, abs=1e-5)
+    with pytest.raises(ValueError):
+        z_threshold(0.0)
+
+
+def test_assert_unbiased_passes_correct_and_fails_biased():
+    res = assert_unbiased(gaussian_draws([1.0, -2.0, 3.0]), [1.0, -2.0, 3.0])
+    assert isinstance(res, EstimatorCheck) and res.n == 1000 and res.looks == 1 and res.max_z < res.threshold
+    assert_unbiased(gaussian_draws(0.5, seed=1, batch=1), 0.5, n_initial=200, n_max=400)  # one draw per call
+    with pytest.raises(AssertionError) as e:
+        assert_unbiased(gaussian_draws([1.0, -2.0, 3.3], seed=2), [1.0, -2.0, 3.0])
+    msg = str(e.value)
+    assert "at component (2,)" in msg and "after 16000 draws" in msg and "z = " in msg and "alpha=1e-06" in msg
+
+
+def test_the_sequential_looks_grow_the_sample_before_failing():
+    # power is that of the first look: a bias of 0.5 sd (z ~ 16 at 1000 draws) fails, after all 5 looks
+    calls = []
+    draw = gaussian_draws(0.5, seed=3)
+
+    def est():
+        calls.append(1)
+        return draw()
+
+    with pytest.raises(AssertionError, match="after 16000 draws"):
+        assert_unbiased(est, 0.0, alpha=1e-6)
+    assert len(calls) == 32
+    # a correct estimator stops at the first look that passes
+    assert assert_unbiased(gaussian_draws(0.0, seed=4), 0.0).looks == 1
+    # an unlucky start (the first 1000 draws shifted by 0.3 sd: z ~ 9.5) is outgrown: z ~ 6.7 at 2000
+    # draws, ~ 4.7 at 4000, ~ 3.4 at 8000 (+- 1), against the threshold 5.2
+    rng, n = np.random.default_rng(8), [0]
+
+    def transient():
+        n[0] += 500
+        return rng.standard_normal(500) + (0.3 if n[0] <= 1000 else 0.0)
+
+    res = assert_unbiased(transient, 0.0)
+    assert 2 <= res.looks < 5 and res.n == 1000 * 2 ** (res.looks - 1)
+
+
+def test_zero_variance_estimators_use_the_rounding_floor():
+    assert_unbiased(lambda: np.full((10, 2), 0.1 + 0.2), [0.3, 0.3], n_initial=10, n_max=10)
+    with pytest.raises(AssertionError, match="z = inf"):
+        assert_unbiased(lambda: np.full((10,), 1.0 + 1e-9), 1.0, n_initial=10, n_max=10)
+
+
+def test_the_protocol_is_checked():
+    with pytest.raises(ValueError, match="shape"):
+        assert_unbiased(lambda: np.zeros((4, 3, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match="n_initial"):
+        assert_unbiased(lambda: 0.0, 0.0, n_initial=100, n_max=10)
+
+
+def test_assert_lower_bound_passes_below_and_fails_above():
+    assert_lower_bound(gaussian_draws([-0.5, 0.0]), [0.0, 0.0])  # equality is allowed
+    with pytest.raises(AssertionError, match="not a lower bound at component"):
+        assert_lower_bound(gaussian_draws([-0.5, 0.2], seed=5), [0.0, 0.0])
+
+
+def test_assert_monotone_in_k_passes_increasing_and_fails_a_dip():
+    def increasing(k, seed=6):
+        return gaussian_draws(-1.0 / k, seed=seed + k)
+
+    res = assert_monotone_in_k(increasing, [1, 2, 4, 8], exact=0.0)
+    assert res.mean.shape == (4,)
+    with pytest.raises(AssertionError, match="for k=4 vs k=8"):
+        assert_monotone_in_k(lambda k: gaussian_draws(-1.0 / k if k < 8 else -0.6, seed=k), [1, 2, 4, 8])
+    with pytest.raises(AssertionError, match="vs exact"):
+        assert_monotone_in_k(increasing, [1, 2], exact=-0.8)
+    with pytest.raises(ValueError):
+        assert_monotone_in_k(increasing, [4, 2])
+
+
+def test_assert_gradient_unbiased_on_tuples_of_parameters():
+    rng = np.random.default_rng(7)
+    exact = (np.array([1.0, 2.0]), np.array([[0.5]]))
+    assert_gradient_unbiased(lambda: (exact[0] + rng.normal(size=2), exact[1] + rng.normal(size=(1, 1))), exact)
+    with pytest.raises(AssertionError, match=r"at parameter 1, position \(0, 0\)"):
+        assert_gradient_unbiased(lambda: (exact[0] + rng.normal(size=2), exact[1] + 0.3 + rng.normal(size=(1, 1))),
+                                 exact)
+
+
+def test_every_assert_helper_hides_its_frame():
+    import inspect
+
+    import scratchvae.testing as T  # re-exported from testing_stats
+
+    for name in ("assert_elbo_identity", "assert_unbiased", "assert_lower_bound", "assert_monotone_in_k",
+                 "assert_gradient_unbiased"):
+        assert "__tracebackhide__ = True" in inspect.getsource(getattr(T, name)), name
+
+
+# -- the library's own estimators against the tractable models ------------------------------------
+
+def _lg():
+    rng = np.random.default_rng(11)
+    W = np.array([[1.0, 0.9], [0.8, 1.0], [0.5, 0.7]])
+    return LinearGaussian(W, rng.normal(size=3), 0.3), rng.normal(size=(1, 3))
+
+
+def _wide(model):
+    def encode(x):
+        p = model.posterior(x)
+        return Independent(Normal(p.loc + 0.3, sv.functional.sqrt(p.variance)), 1)
+    return encode
+
+
+def _repeat(x, m):
+    return sv.tensor(np.repeat(np.asarray(x), m, axis=0))
+
+
+def test_mc_elbo_is_unbiased_for_the_closed_form_and_a_lower_bound():
+    model, x = _lg()
+    enc, m = _wide(model), 2000  # per-draw sd ~ 6: se ~ 0.07 at 8000 draws
+    xs, gen = _repeat(x, m), sv.Generator(0)
+    exact = sv.to_numpy(model.elbo(x, enc(x)))[0]
+    est = lambda: elbo(xs, enc, model.decode, model.prior(), generator=gen).elbo
+    kw = dict(n_initial=8000, n_max=32000)
+    assert_unbiased(est, exact, **kw)
+    assert_lower_bound(est, sv.to_numpy(model.log_marginal(x))[0], **kw)
+    with pytest.raises(AssertionError):  # a planted bug: the KL (0.61 nats) counted twice
+        assert_unbiased(lambda: est() - elbo(xs, enc, model.decode, model.prior(), generator=gen).kl, exact, **kw)
+
+
+def test_iwae_increases_with_k_and_stays_below_log_px():
+    model, x = _lg()
+    enc, m = _wide(model), 500
+    xs = _repeat(x, m)
+    lp = sv.to_numpy(model.log_marginal(x))[0]
+
+    def iwae(k):
+        gen = sv.Generator(k)
+        return lambda: iwae_bound(xs, enc, model.decode, model.prior(), k, generator=gen)
+
+    assert_monotone_in_k(iwae, [1, 4, 16], exact=lp, n_initial=500, n_max=2000)
+    assert_unbiased(iwae(1), sv.to_numpy(model.elbo(x, enc(x)))[0], n_initial=500, n_max=2000)  # IWAE_1 = ELBO
+    def iwae_no_log_k(k):  # a planted bug: logsumexp of the log-weights without the - log k
+        est = iwae(k)
+        return lambda: est() + math.log(k)
+
+    with pytest.raises(AssertionError, match="k=16 vs exact"):
+        assert_monotone_in_k(iwae_no_log_k, [1, 4, 16], exact=lp, n_initial=500, n_max=1000)
+
+
+def test_pathwise_gradient_of_the_normal_normal_elbo_is_unbiased():
+    model = NormalNormal(0.5, 1.3, 0.8)
+    x = np.array([[0.2, 1.1, -0.4, 0.9]])
+    m0, s0 = 0.1, 0.4
+    dm, ds = (sv.to_numpy(g)[0] for g in model.elbo_gradients(x, Normal(sv.tensor([m0]), sv.tensor([s0]))))
+    xs, gen, reps = _repeat(x, 200), sv.Generator(3), 200
+
+    def grad(bug=False):
+        loc = sv.tensor(np.full(reps, m0), requires_grad=True)
+        scale = sv.tensor(np.full(reps, s0), requires_grad=True)
+        q = Normal(loc, scale)
+        r = elbo(xs, lambda _: q, lambda z: model.decode(z), model.prior(), generator=gen)
+        (r.elbo.sum() if not bug else (r.reconstruction - 0.5 * r.kl).sum()).backward()
+        return np.stack([sv.to_numpy(loc.grad), sv.to_numpy(scale.grad)], axis=-1)  # (reps, 2) draws
+
+    assert_gradient_unbiased(grad, np.array([dm, ds]), n_initial=1000, n_max=4000)
+    with pytest.raises(AssertionError, match=r"at component \(1,\)"):  # half the KL: d/dsigma is off
+        assert_gradient_unbiased(lambda: grad(bug=True), np.array([dm, ds]), n_initial=1000, n_max=2000)
+
+
+def test_assert_elbo_identity_still_holds_and_hides_its_frame():
+    model, x = _lg()
+    out = assert_elbo_identity(model, x, _wide(model)(x))
+    assert out["kl"][0] > 0
+
+
+# -- the false-alarm rate, measured ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_false_alarm_rate_against_nominal(capsys):
+    """Two thousand seeds of correct estimators at nominal alpha = 0.05: one look alone is calibrated
+    (two-sided z-test over 3 components, Bonferroni), the sequential procedure (5 looks) stays below
+    nominal.  Gaussian draws, and skewed ones (exponential: the z-test rests on the CLT only)."""
+    nominal, seeds = 0.05, 2000
+    tol = 4 * math.sqrt(nominal * (1 - nominal) / seeds)
+    draws = {"gaussian": lambda rng: rng.standard_normal((250, 3)) + 1.0,
+             "exponential": lambda rng: rng.exponential(1.0, (250, 3))}
+
+    def rate(kind, **kw):
+        fails = 0
+        for s in range(seeds):
+            rng = np.random.default_rng(10_000 + s)
+            try:
+                assert_unbiased(lambda: draws[kind](rng), np.ones(3), alpha=nominal, **kw)
+            except AssertionError:
+                fails += 1
+        return fails / seeds
+
+    lines = []
+    for kind in draws:
+        single = rate(kind, n_initial=1000, n_max=1000)
+        sequential = rate(kind, n_initial=1000, n_max=16000)
+        lines.append(f"{kind}: one look {single:.3f}, sequential (5 looks) {sequential:.3f}")
+        assert abs(single - nominal) <= tol, (kind, single, nominal, tol)
+        assert sequential <= nominal + tol, (kind, sequential, nominal, tol)
+    with capsys.disabled():
+        print(f"\nfalse-alarm rate over {seeds} seeds at nominal {nominal} (binomial tolerance +-{tol:.3f}): "
+              + "; ".join(lines))
