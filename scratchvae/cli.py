@@ -2,7 +2,7 @@
 
 ``main(argv=None)`` returns the exit code: 0 success, 1 an error (printed as one line, no
 traceback; ``--traceback`` shows it), 2 a usage error, 3 training diverged (NaN/Inf loss),
-130 interrupted by Ctrl-C after saving a checkpoint.
+130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint.
 """
 
 from __future__ import annotations
@@ -234,8 +234,8 @@ def _cmd_train(args) -> int:
     except TrainingDiverged as e:
         _error(str(e))
         return 3
-    if result.status == "interrupted":
-        return 130
+    if result.status == "interrupted":  # 128 + the signal, as the shell reports a process it stopped
+        return 128 + (result.signal or 2)
     _log(f"run folder: {result.run_dir} ({result.status} after {result.epochs_done} epochs, "
          f"{result.global_step} steps)")
     return 0

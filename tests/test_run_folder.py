@@ -186,3 +186,24 @@ def test_a_run_that_died_in_its_first_epoch_starts_afresh(tmp_path, how):
     a, b = ckpt.load(tmp_path / "ref" / "checkpoint.npz")["model"], ckpt.load(run / "checkpoint.npz")["model"]
     assert all((a[k] == b[k]).all() for k in a)
     assert [row["epoch"] for row in _rows(run)] == [1, 2]
+
+
+# -- 6. SIGTERM is handled like Ctrl-C ---------------------------------------------------------------
+
+def test_sigterm_saves_a_checkpoint_at_a_step_boundary_and_says_how_to_resume(tmp_path):
+    from scratchvae import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    p = _start_slow_run(run)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        _stop(p)
+    assert p.returncode == 128 + signal.SIGTERM, (out, err)
+    assert "SIGTERM" in out and f"--resume {run}" in out, out
+    meta = ckpt.read_metadata(run / "checkpoint.npz")
+    assert f"step {meta['global_step']}" in out
+    assert main(["train", "--resume", str(run), "--epochs", str(meta["epoch"] + 1), "--no-progress",
+                 "--no-figures"]) == 0

@@ -36,6 +36,8 @@ class TrainResult:
     global_step: int
     metrics: list
     model: VAE
+    signal: int | None = None  # the signal (SIGINT, SIGTERM) that interrupted the run
+
 
     @property
     def checkpoint(self) -> Path:
@@ -43,28 +45,36 @@ class TrainResult:
 
 
 class _StopFlag:
-    """Ctrl-C sets a flag the loop reads after each step (a step is never cut in half); a second
-    Ctrl-C raises KeyboardInterrupt at once."""
+    """Ctrl-C (SIGINT) or SIGTERM sets a flag the loop reads after each step (a step is never cut in
+    half); a second one raises KeyboardInterrupt at once.  ``signum`` is the signal that asked."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, log):
         self.requested = False
+        self.signum = None
         self.log = log
-        self._old = None
+        self._old = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        self.log("\ninterrupt: finishing this step and saving a checkpoint (press Ctrl-C again to abort without saving)")
+        self.requested, self.signum = True, signum
+        name = signal.Signals(signum).name
+        again = "press Ctrl-C" if signum == signal.SIGINT else "send it"
+        self.log(f"\ninterrupt ({name}): finishing this step and saving a checkpoint ({again} again to abort "
+                 "without saving)")
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 class _Bar:
@@ -122,7 +132,8 @@ class Trainer:
             if self.config.figures and status in ("completed", "budget"):
                 self._figures()
             s = self.state
-            return TrainResult(status, self.run_dir, s.epoch, s.global_step, self.metrics, s.model)
+            return TrainResult(status, self.run_dir, s.epoch, s.global_step, self.metrics, s.model,
+                               signal=self.stop.signum)
 
     def _lock(self):
         """The run folder's lock, held from before the first read until the figures are drawn."""
@@ -174,8 +185,7 @@ class Trainer:
             if not finished:
                 s.elapsed += t_train
                 self.save()
-                self.log(f"saved {self.run_dir / CHECKPOINT} at epoch {e + 1}, step {s.global_step}; "
-                         f"continue with: scratchvae train --resume {self.run_dir}")
+                self._say_saved(e + 1)
                 return "interrupted"
             t0 = time.perf_counter()
             row = finish_epoch(s, self.data, c)
@@ -190,12 +200,17 @@ class Trainer:
             self.log(f"epoch {e + 1}/{c.epochs}  train loss {row['train_loss']:.2f} (rec {-row['train_rec']:.2f}, "
                      f"KL {row['train_kl']:.2f}){val}{test}  lr {row['lr']:.3g}  {t_train:.1f} s")
             if self.stop.requested:
+                self._say_saved(e + 1)
                 return "interrupted"
             if c.time_budget is not None and self._over_budget():
                 self.log(f"time budget of {c.time_budget:g} min reached after epoch {s.epoch} "
                          f"({s.elapsed / 60:.1f} min); stopping (continue with --resume and a larger budget)")
                 return "budget"
         return "completed"
+
+    def _say_saved(self, epoch: int):
+        self.log(f"saved {self.run_dir / CHECKPOINT} at epoch {epoch}, step {self.state.global_step}; "
+                 f"continue with: scratchvae train --resume {self.run_dir}")
 
     def _after_step(self, b: int, n_images: int) -> bool:
         """The progress bar, the callback, and whether Ctrl-C asks the epoch to stop here."""
