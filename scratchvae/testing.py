@@ -35,7 +35,9 @@ against exact targets with a stated false-alarm probability (defined in ``scratc
     assert_gradient_unbiased(grad_estimator, exact_grad)
 
 ``estimator()`` returns fresh draws per call (one draw, or a batch with a leading axis); each check
-fails a correct estimator with probability at most ``alpha`` (default 1e-6).
+fails a correct estimator with probability at most ``alpha`` (default 1e-6).  The exact targets --
+``exact_elbo``, ``exact_log_marginal``, ``exact_iwae`` (k = 1) and ``exact_elbo_gradient`` -- come
+from the tractable models' closed forms (``scratchvae.testing_targets``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from .testing_stats import (
     assert_unbiased,
     z_threshold,
 )
+from .testing_targets import exact_elbo, exact_elbo_gradient, exact_iwae, exact_log_marginal
 
 __all__ = [
     "EstimatorCheck",
@@ -62,6 +65,10 @@ __all__ = [
     "categoricals",
     "data_batches",
     "diagonal_normals",
+    "exact_elbo",
+    "exact_elbo_gradient",
+    "exact_iwae",
+    "exact_log_marginal",
     "full_normals",
     "gaussian_mixtures",
     "linear_gaussian_models",

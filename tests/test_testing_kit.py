@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 import scratchvae as sv
-from scratchvae.distributions import Independent, Normal
+from scratchvae.distributions import Categorical, Independent, Normal
+from scratchvae.distributions.multivariate_normal import MultivariateNormal
 from scratchvae.elbo import elbo, iwae_bound
+from scratchvae.models.gaussian_mixture import GaussianMixture
 from scratchvae.models.linear_gaussian import LinearGaussian
 from scratchvae.models.normal_normal import NormalNormal
 from scratchvae.testing import (
@@ -27,6 +29,10 @@ from scratchvae.testing import (
     assert_lower_bound,
     assert_monotone_in_k,
     assert_unbiased,
+    exact_elbo,
+    exact_elbo_gradient,
+    exact_iwae,
+    exact_log_marginal,
     z_threshold,
 )
 
@@ -215,6 +221,138 @@ def test_assert_elbo_identity_still_holds_and_hides_its_frame():
     model, x = _lg()
     out = assert_elbo_identity(model, x, _wide(model)(x))
     assert out["kl"][0] > 0
+
+
+# -- exact targets ----------------------------------------------------------------------------------
+
+def _gmm():
+    return GaussianMixture.from_params([0.3, 0.5, 0.2], [[-2.0, 0.0], [1.0, 1.0], [3.0, -1.0]],
+                                       [[0.5, 1.0], [1.0, 0.4], [0.8, 0.8]])
+
+
+def test_exact_targets_are_the_models_closed_forms():
+    model, x = _lg()
+    q = _wide(model)(x)
+    np.testing.assert_array_equal(exact_elbo(model, x, q), sv.to_numpy(model.elbo(x, q)))
+    np.testing.assert_array_equal(exact_iwae(model, x, q), exact_elbo(model, x, q))
+    lp = exact_log_marginal(model, x)
+    np.testing.assert_array_equal(lp, sv.to_numpy(model.log_marginal(x)))
+    assert (exact_elbo(model, x, q) < lp).all()
+    gmm, xg = _gmm(), np.array([[0.0, 0.5], [2.0, -1.0]])
+    qg = Categorical(probs=sv.tensor([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]]))
+    assert_elbo_identity(gmm, xg, qg)
+    assert (exact_elbo(gmm, xg, qg) < exact_log_marginal(gmm, xg)).all()
+    with pytest.raises(ValueError, match="no closed form for k=4"):
+        exact_iwae(model, x, q, k=4)
+    with pytest.raises(TypeError, match="tractable model"):
+        exact_elbo(object(), x, q)
+
+
+def test_exact_elbo_gradient_agrees_with_the_hand_derived_normal_normal_gradient():
+    model = NormalNormal(0.5, 1.3, 0.8)
+    x = np.array([[0.2, 1.1, -0.4, 0.9], [1.5, 0.3, 0.8, 2.0]])
+    m, s = np.array([0.1, 1.0]), np.array([0.4, 0.2])
+    dm, ds = exact_elbo_gradient(model, x, lambda m, s: Normal(m, s), [m, s])
+    cm, cs = model.elbo_gradients(x, Normal(sv.tensor(m), sv.tensor(s)))
+    np.testing.assert_allclose(dm, sv.to_numpy(cm), rtol=1e-12)
+    np.testing.assert_allclose(ds, sv.to_numpy(cs), rtol=1e-12)
+    assert all(p.grad is None for p in model.parameters())  # the model's own gradients untouched
+
+
+def test_exact_elbo_gradient_agrees_with_finite_differences():
+    model, x = _lg()
+
+    def make_q(loc, log_scale):
+        return Independent(Normal.from_log_scale(loc, log_scale), 1)
+
+    loc, ls = np.array([[0.2, -0.3]]), np.array([[-0.5, 0.1]])
+    g_loc, g_ls = exact_elbo_gradient(model, x, make_q, [loc, ls])
+    h = 1e-6
+    for which, g in ((0, g_loc), (1, g_ls)):
+        for j in range(2):
+            p = [loc.copy(), ls.copy()]
+            p[which][0, j] += h
+            up = exact_elbo(model, x, make_q(*(sv.tensor(a) for a in p)))[0]
+            p[which][0, j] -= 2 * h
+            dn = exact_elbo(model, x, make_q(*(sv.tensor(a) for a in p)))[0]
+            assert (up - dn) / (2 * h) == pytest.approx(g[0, j], rel=1e-6, abs=1e-8)
+
+
+def test_mc_elbo_of_every_model_is_unbiased_for_its_exact_target():
+    model, x = _lg()
+    post = model.posterior(x)
+    m = 2000
+    xs = _repeat(x, m)
+    full = MultivariateNormal(post.loc - 0.4, scale_tril=0.6 * post.scale_tril)
+    gen = sv.Generator(21)
+    rep = MultivariateNormal(F_bcast(full.loc, m), scale_tril=full.scale_tril)
+    assert_unbiased(lambda: elbo(xs, lambda _: rep, model.decode, model.prior(), generator=gen).elbo,
+                    exact_elbo(model, x, full)[0], n_initial=4000, n_max=16000)
+    nn = NormalNormal(0.5, 1.3, 0.8)
+    xn = np.array([[0.2, 1.1, -0.4, 0.9]])
+    qn = Normal(sv.tensor(np.full(m, 0.3)), sv.tensor(np.full(m, 0.5)))
+    assert_unbiased(lambda: elbo(_repeat(xn, m), lambda _: qn, nn.decode, nn.prior(), generator=gen).elbo,
+                    exact_elbo(nn, xn, Normal(sv.tensor([0.3]), sv.tensor([0.5])))[0], n_initial=4000, n_max=16000)
+    # the mixture's latent is discrete: E_q[log p(x, z) - log q(z)] by sampling z ~ q
+    gmm, xg = _gmm(), np.array([[0.0, 0.5]])
+    probs = np.array([0.2, 0.7, 0.1])
+    qg = Categorical(probs=sv.tensor(np.tile(probs, (m, 1))))
+    lj = gmm.log_joint(_repeat(xg, m))
+
+    def mixture_elbo(entropy=True):
+        z = sv.to_numpy(qg.sample(generator=gen)).astype(int)
+        return sv.to_numpy(lj)[np.arange(m), z] - (np.log(probs[z]) if entropy else 0.0)
+
+    exact = exact_elbo(gmm, xg, Categorical(probs=sv.tensor(probs[None])))[0]
+    assert_unbiased(mixture_elbo, exact, n_initial=4000, n_max=16000)
+    assert_lower_bound(mixture_elbo, exact_log_marginal(gmm, xg)[0], n_initial=4000, n_max=16000)
+    with pytest.raises(AssertionError):  # a planted bug: - log q left out (the entropy H[q] ~ 0.8 missing)
+        assert_unbiased(lambda: mixture_elbo(entropy=False), exact, n_initial=4000, n_max=8000)
+
+
+def F_bcast(t, m):
+    return sv.functional.broadcast_to(t, (m,) + tuple(t.shape[1:]))
+
+
+def test_pathwise_and_score_function_gradients_against_exact_elbo_gradient():
+    model, x = _lg()
+    m, gen = 1000, sv.Generator(31)
+    xs = _repeat(x, m)
+    loc0, ls0 = np.array([0.2, -0.3]), np.array([-0.5, 0.1])
+
+    def make_q(loc, log_scale):
+        return Independent(Normal.from_log_scale(loc, log_scale), 1)
+
+    exact = exact_elbo_gradient(model, x, make_q, [loc0[None], ls0[None]])
+    exact = (exact[0][0], exact[1][0])
+
+    def pathwise():  # m independent draws: row b of the leaves only touches draw b
+        loc = sv.tensor(np.tile(loc0, (m, 1)), requires_grad=True)
+        ls = sv.tensor(np.tile(ls0, (m, 1)), requires_grad=True)
+        q = make_q(loc, ls)
+        elbo(xs, lambda _: q, model.decode, model.prior(), generator=gen).elbo.sum().backward()
+        return np.concatenate([sv.to_numpy(loc.grad), sv.to_numpy(ls.grad)], axis=1)  # (m, 4) draws
+
+    assert_gradient_unbiased(pathwise, np.concatenate(exact), n_initial=2000, n_max=8000)
+    # the mixture: the score-function (REINFORCE) gradient w.r.t. q's logits
+    gmm, xg = _gmm(), np.array([[0.0, 0.5]])
+    logits0 = np.array([0.1, 0.8, -0.5])
+    g_exact = exact_elbo_gradient(gmm, xg, lambda lg: Categorical(logits=lg), [logits0[None]])[0][0]
+    lj = sv.to_numpy(gmm.log_joint(_repeat(xg, m)))
+    baseline = float(exact_elbo(gmm, xg, Categorical(logits=sv.tensor(logits0[None])))[0])  # a constant: no bias
+
+    def score(entropy=True):
+        lg = sv.tensor(np.tile(logits0, (m, 1)), requires_grad=True)
+        q = Categorical(logits=lg)
+        z = q.sample(generator=gen)
+        lq = q.log_prob(z)
+        f = lj[np.arange(m), sv.to_numpy(z).astype(int)] - (sv.to_numpy(lq) if entropy else 0.0)
+        (lq * sv.tensor(f - baseline)).sum().backward()
+        return sv.to_numpy(lg.grad)
+
+    assert_gradient_unbiased(score, g_exact, n_initial=4000, n_max=16000)
+    with pytest.raises(AssertionError, match="at component"):  # a planted bug: - log q left out of f
+        assert_gradient_unbiased(lambda: score(entropy=False), g_exact, n_initial=4000, n_max=8000)
 
 
 # -- the false-alarm rate, measured ---------------------------------------------------------------
