@@ -132,7 +132,7 @@ def test_assert_gradient_unbiased_on_tuples_of_parameters():
     assert_gradient_unbiased(lambda: (exact[0] + rng.normal(size=2), exact[1] + rng.normal(size=(1, 1))), exact)
     with pytest.raises(AssertionError, match=r"at parameter 1, position \(0, 0\)"):
         assert_gradient_unbiased(lambda: (exact[0] + rng.normal(size=2), exact[1] + 0.3 + rng.normal(size=(1, 1))),
-                                 exact)
+                                 exact, n_max=2000)
 
 
 def test_every_assert_helper_hides_its_frame():
@@ -387,3 +387,83 @@ def test_false_alarm_rate_against_nominal(capsys):
     with capsys.disabled():
         print(f"\nfalse-alarm rate over {seeds} seeds at nominal {nominal} (binomial tolerance +-{tol:.3f}): "
               + "; ".join(lines))
+
+
+# -- the pytest plugin ------------------------------------------------------------------------------
+
+PLUGIN_USER_TESTS = '''
+import os
+
+import pytest
+from hypothesis import settings
+
+import scratchvae as sv
+
+
+def test_backend(sv_backend):
+    t = sv_backend.tensor([1.0, 2.0])
+    assert sv_backend.numpy(t * 2).tolist() == [2.0, 4.0]
+    assert sv.get_backend().name == sv_backend.name
+
+
+def test_float64(sv_float64):
+    assert sv.get_default_dtype() == "float64"
+
+
+def test_the_fixtures_put_everything_back():
+    assert sv.get_default_dtype() == "float32" and sv.get_backend().name == "numpy"
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+def test_markers_are_registered():
+    pass
+
+
+def test_profiles_are_registered_not_loaded():
+    assert settings.get_profile("scratchvae-ci").max_examples == 25
+    assert settings.get_profile("scratchvae-thorough").max_examples == 400
+    assert settings().max_examples == int(os.environ["EXPECT_EXAMPLES"])
+'''
+
+
+def _run_user_suite(tmp_path, *args, expect_examples=100):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_user.py").write_text(PLUGIN_USER_TESTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # the user's project: no conftest, no markers of its own
+    env = {k: v for k, v in os.environ.items() if k not in ("SCRATCHVAE_BACKEND", "HYPOTHESIS_PROFILE")}
+    env["EXPECT_EXAMPLES"] = str(expect_examples)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "--strict-markers", "-p", "no:cacheprovider",
+                           *args, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_plugin_is_an_installed_entry_point():
+    from importlib.metadata import entry_points
+
+    eps = {e.name: e.value for e in entry_points(group="pytest11")}
+    assert eps.get("scratchvae") == "scratchvae.pytest_plugin", (
+        "the pytest11 entry point is missing: reinstall with `pip install -e . --no-deps`")
+
+
+def test_the_plugin_gives_a_user_project_its_fixtures_markers_and_profiles(tmp_path):
+    r = _run_user_suite(tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    n_backends = 3
+    skipped = r.stdout.count("SKIPPED")
+    assert f"{4 + n_backends - skipped} passed" in r.stdout, r.stdout
+    if skipped:
+        assert "backend unavailable:" in r.stdout, r.stdout  # the reason is shown
+    r = _run_user_suite(tmp_path, "--hypothesis-profile=scratchvae-ci", expect_examples=25)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_plugin_leaves_the_projects_own_names_alone(request):
+    # tests/conftest.py defines bk, float64 and the profiles ci / thorough; the plugin adds sv_* only
+    import scratchvae.pytest_plugin as plugin
+
+    assert request.config.pluginmanager.has_plugin("scratchvae")
+    assert not ({"bk", "float64", "ci", "thorough"} & (set(vars(plugin)) | set(plugin.PROFILES)))
+    assert set(plugin.PROFILES) == {"scratchvae-ci", "scratchvae-thorough"}
