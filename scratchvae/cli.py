@@ -247,7 +247,16 @@ def _test_data(config, meta, n_test):
     return load_test_data(config, meta.get("data_source"), n_test=n_test)
 
 
+def _check_counts(args, **minimums) -> None:
+    """The counts a command was given, checked as the training config checks its own (check_count)."""
+    from .train.config import check_count
+
+    for name, minimum in minimums.items():
+        check_count(name, getattr(args, name), minimum, unset_ok=True)
+
+
 def _cmd_evaluate(args) -> int:
+    _check_counts(args, n_test=1, batch_size=1, k=0)
     out = Path(args.out) if args.out else (_run_folder(args.run) / "eval.json")
     with _writing(args.run, out):
         return _evaluate(args, out)
@@ -303,8 +312,7 @@ def _cmd_sample(args) -> int:
     from .random import Generator
     from .train import load_run
 
-    if args.n < 1:
-        raise ValueError(f"-n must be >= 1, got {args.n}")
+    _check_counts(args, n=1)
     out = Path(args.out) if args.out else _run_folder(args.run) / "figures" / "samples.png"
     with _writing(args.run, out, args.npy):
         model, _config, _meta = load_run(args.run, backend=args.backend)
@@ -322,6 +330,7 @@ def _cmd_plot(args) -> int:
     from .random import Generator
     from .train import load_run, read_metrics
 
+    _check_counts(args, n_test=1)
     folder = _run_folder(args.run)
     out = Path(args.out) if args.out else folder / "figures"
     with _writing(args.run, out):

@@ -207,3 +207,63 @@ def test_sigterm_saves_a_checkpoint_at_a_step_boundary_and_says_how_to_resume(tm
     assert f"step {meta['global_step']}" in out
     assert main(["train", "--resume", str(run), "--epochs", str(meta["epoch"] + 1), "--no-progress",
                  "--no-figures"]) == 0
+
+
+# -- 7. inputs refused before anything is written -----------------------------------------------
+
+@pytest.mark.parametrize("option", ["--lr", "--beta", "--free-bits", "--weight-decay", "--adam-eps", "--gamma",
+                                    "--momentum", "--warmup-epochs", "--clip-grad", "--fixed-scale"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_numbers_are_refused(tmp_path, capsys, option, value):
+    assert main(["train", *TINY, f"{option}={value}", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert option[2:].replace("-", "_") in err and "finite" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def a_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--n-test", "0"], ["n_test must be a positive integer", "got 0"]),
+    (["train", "--n-test", "-5"], ["n_test must be a positive integer", "got -5"]),
+    (["train", "--batch-size", "0"], ["batch_size must be a positive integer", "got 0"]),
+    (["train", "--batch-size", "-1"], ["batch_size must be a positive integer", "got -1"]),
+    (["evaluate", "RUN", "--n-test", "-5"], ["n_test must be a positive integer", "got -5"]),
+    (["evaluate", "RUN", "--n-test", "0"], ["n_test must be a positive integer", "got 0"]),
+    (["evaluate", "RUN", "--batch-size", "0"], ["batch_size must be a positive integer", "got 0"]),
+    (["evaluate", "RUN", "--batch-size", "-1"], ["batch_size must be a positive integer", "got -1"]),
+    (["evaluate", "RUN", "--k", "-1"], ["k must be an integer >= 0", "got -1"]),
+    (["plot", "RUN", "--n-test", "-1990"], ["n_test must be a positive integer", "got -1990"]),
+    (["plot", "RUN", "--n-test", "0"], ["n_test must be a positive integer", "got 0"]),
+    (["sample", "RUN", "-n", "0"], ["n must be a positive integer", "got 0"]),
+])
+def test_counts_are_checked_the_same_way_by_every_command(tmp_path, capsys, a_run, argv, words):
+    argv = [str(a_run) if a == "RUN" else a for a in argv]
+    if argv[0] == "train":
+        argv = ["train", *TINY, *argv[1:], "--out", str(tmp_path / "new")]
+    before = _snapshot(a_run)
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scratchvae: error: ") and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, err
+    assert _snapshot(a_run) == before and not (tmp_path / "new").exists()
+
+
+def test_a_failed_resume_changes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    data = (run / "checkpoint.npz").read_bytes()
+    (run / "checkpoint.npz").write_bytes(data[: len(data) // 2])  # a damaged checkpoint
+    before = _snapshot(run)
+    assert main(["train", "--resume", str(run), "--epochs", "5", "--no-progress", "--no-figures"]) == 1
+    assert "checkpoint.npz" in capsys.readouterr().err
+    assert _snapshot(run) == before  # config.json still says 1 epoch
+    assert main(["train", "--resume", str(run), "--epochs", "0"]) == 1
+    assert _snapshot(run) == before

@@ -8,11 +8,27 @@ overrides.  It is saved as the run folder's config.json (``run_folder.py``) and 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from ..models.presets import get_preset
 
-__all__ = ["TrainConfig", "make_config"]
+__all__ = ["TrainConfig", "check_count", "make_config"]
+
+
+def check_count(name: str, value, minimum: int = 1, unset_ok: bool = False):
+    """``value`` when it is an integer >= ``minimum`` (or None with ``unset_ok``), else a ValueError
+    naming ``name``: the one check of every count (epochs, batch sizes, --n-test, --k, -n) that the
+    config and every command apply."""
+    if value is None and unset_ok:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}{' (or unset for all)' if unset_ok else ''}, got {value!r}")
+    return value
+
+
+_FLOATS = ("lr", "beta", "warmup_epochs", "free_bits", "adam_eps", "weight_decay", "momentum", "gamma", "clip_grad")
 
 _MODEL_DEFAULTS = {"hidden": [400], "latent_dim": 20, "activation": "relu", "likelihood": "bernoulli",
                    "gaussian_scale": "learned", "fixed_scale": 0.1, "encoder_head": "log_var", "init": "pytorch"}
@@ -82,23 +98,25 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown model option(s) {sorted(unknown)}; known: {sorted(_MODEL_DEFAULTS)}")
         for name in ("epochs", "batch_size", "n_samples", "eval_every", "eval_batch_size", "step_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_count(name, getattr(self, name))
         for name in ("n_train", "n_test"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be a positive integer (or unset for all), got {v!r}")
+            check_count(name, getattr(self, name), unset_ok=True)
+        floats = [(name, getattr(self, name)) for name in _FLOATS] + [("fixed_scale", self.model.get("fixed_scale"))]
+        for name, v in floats:
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
         if not isinstance(self.validation, int) or self.validation < 0:
             raise ValueError(f"validation must be a number of images >= 0, got {self.validation!r}")
         checks = [("lr", self.lr > 0), ("beta", self.beta >= 0), ("warmup_epochs", self.warmup_epochs >= 0),
                   ("free_bits", self.free_bits >= 0), ("adam_eps", self.adam_eps >= 0),
-                  ("weight_decay", self.weight_decay >= 0), ("gamma", self.gamma > 0),
+                  ("weight_decay", self.weight_decay >= 0), ("momentum", self.momentum >= 0), ("gamma", self.gamma > 0),
+                  ("fixed_scale", self.model.get("fixed_scale", 0.1) > 0),
                   ("clip_grad", self.clip_grad is None or self.clip_grad > 0),
                   ("time_budget", self.time_budget is None or self.time_budget > 0)]
         for name, ok in checks:
             if not ok:
-                raise ValueError(f"{name} is out of range: {getattr(self, name)!r}")
+                value = self.model.get(name) if name == "fixed_scale" else getattr(self, name)
+                raise ValueError(f"{name} is out of range: {value!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         m = self.model

@@ -61,6 +61,7 @@ def lock(run_dir):
     """
     path = Path(run_dir) / LOCK
     f = open(path, "a+")
+    held = False
     try:
         if fcntl is not None:
             try:
@@ -72,14 +73,16 @@ def lock(run_dir):
                 who = f"process {pid}" if pid is not None else "another process"
                 raise RunFolderBusy(f"{run_dir} is in use by {who} (it holds {path}); wait for it to finish or "
                                     f"stop it, or choose another folder", pid) from None
+        held = True
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
         yield path
-        f.seek(0)
-        f.truncate()  # while still held: a PID in the file is always that of the holder
     finally:
+        if held:  # emptied while still held: a PID in the file is always that of the holder
+            f.seek(0)
+            f.truncate()
         f.close()  # closing the file releases the lock
 
 
