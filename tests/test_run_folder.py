@@ -267,3 +267,18 @@ def test_a_failed_resume_changes_nothing(tmp_path, capsys):
     assert _snapshot(run) == before  # config.json still says 1 epoch
     assert main(["train", "--resume", str(run), "--epochs", "0"]) == 1
     assert _snapshot(run) == before
+
+
+def test_a_failed_text_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from scratchvae import _fileio
+
+    path = tmp_path / "metrics.jsonl"
+    _fileio.write_text_atomic(path, "old\n")
+
+    def broken(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_fileio.os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _fileio.write_text_atomic(path, "new\n")
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
