@@ -1,5 +1,5 @@
 """scratchvae's pytest plugin (entry point ``pytest11: scratchvae``, active wherever scratchvae is
-installed; ``-p no:scratchvae`` turns it off).
+installed; ``-p no:scratchvae`` turns it off).  See docs/testing.md#the-pytest-plugin.
 
 Fixtures (prefixed ``sv_`` so they clash with nothing a project defines):
 

@@ -1,7 +1,7 @@
 """Statistical assertions about stochastic estimators, with a stated false-alarm probability
 (re-exported by ``scratchvae.testing``).
 
-The protocol: an *estimator* is a callable taking no
+The protocol (docs/testing.md#the-estimator-protocol): an *estimator* is a callable taking no
 arguments that returns fresh random draws each call, as a number, a NumPy/backend array or a
 Tensor.  ``exact`` fixes the shape of one draw: a result of that shape is one draw, a result with
 one more leading axis is a batch of draws (``(m,) + exact.shape``), which is much faster (one
@@ -219,9 +219,9 @@ def assert_monotone_in_k(estimator_for_k, ks, *, exact=None, alpha: float = 1e-6
     target = None if exact is None else _to_host(exact)
     shp = tuple(shape) if shape is not None else (target.shape if target is not None else ())
     draws = [_Draws(estimator_for_k(k), shp, f"{name} (k={k})") for k in ks]
-    pairs = [(f"k={a} vs k={b}", i) for i, (a, b) in enumerate(zip(ks, ks[1:]))]
+    pairs = [(f"E[estimate] decreases from k={a} to k={b}", i) for i, (a, b) in enumerate(zip(ks, ks[1:]))]
     if target is not None:
-        pairs.append((f"k={ks[-1]} vs exact", None))
+        pairs.append((f"E[estimate] at k={ks[-1]} exceeds exact (not a lower bound)", None))
     size = max(int(np.prod(shp)), 1)
 
     def stat():
@@ -239,9 +239,9 @@ def assert_monotone_in_k(estimator_for_k, ks, *, exact=None, alpha: float = 1e-6
 
     def describe(i):
         p, c = divmod(i, size)
-        return f" for {pairs[p][0]}" + _where(c, shp)
+        return pairs[p][0] + _where(c, shp)
 
-    res = _run(f"{name}: the estimate does not increase with k", draws, stat, n_initial, n_max, alpha,
+    res = _run(f"{name}: ", draws, stat, n_initial, n_max, alpha,
                len(pairs) * size, 1, describe)
     res.mean = np.stack([d.mean for d in draws])
     return res

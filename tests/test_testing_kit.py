@@ -1,4 +1,4 @@
-"""The testing kit itself (scratchvae.testing): every statistical assertion passes a
+"""The testing kit itself (scratchvae.testing, docs/testing.md): every statistical assertion passes a
 correct estimator and fails a biased one, on toy estimators with known moments and on the library's
 own Monte-Carlo ELBO, IWAE bound and pathwise gradient against the tractable models' exact values.
 
@@ -118,9 +118,9 @@ def test_assert_monotone_in_k_passes_increasing_and_fails_a_dip():
 
     res = assert_monotone_in_k(increasing, [1, 2, 4, 8], exact=0.0)
     assert res.mean.shape == (4,)
-    with pytest.raises(AssertionError, match="for k=4 vs k=8"):
+    with pytest.raises(AssertionError, match="decreases from k=4 to k=8"):
         assert_monotone_in_k(lambda k: gaussian_draws(-1.0 / k if k < 8 else -0.6, seed=k), [1, 2, 4, 8])
-    with pytest.raises(AssertionError, match="vs exact"):
+    with pytest.raises(AssertionError, match="at k=2 exceeds exact"):
         assert_monotone_in_k(increasing, [1, 2], exact=-0.8)
     with pytest.raises(ValueError):
         assert_monotone_in_k(increasing, [4, 2])
@@ -193,7 +193,7 @@ def test_iwae_increases_with_k_and_stays_below_log_px():
         est = iwae(k)
         return lambda: est() + math.log(k)
 
-    with pytest.raises(AssertionError, match="k=16 vs exact"):
+    with pytest.raises(AssertionError, match="at k=16 exceeds exact"):
         assert_monotone_in_k(iwae_no_log_k, [1, 4, 16], exact=lp, n_initial=500, n_max=1000)
 
 
@@ -467,3 +467,19 @@ def test_the_plugin_leaves_the_projects_own_names_alone(request):
     assert request.config.pluginmanager.has_plugin("scratchvae")
     assert not ({"bk", "float64", "ci", "thorough"} & (set(vars(plugin)) | set(plugin.PROFILES)))
     assert set(plugin.PROFILES) == {"scratchvae-ci", "scratchvae-thorough"}
+
+
+# -- the user's test file written from docs/testing.md ----------------------------------------------
+
+def test_the_users_example_file_passes_and_catches_its_planted_bugs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "testing" / "test_my_elbo.py"
+    spec = importlib.util.spec_from_file_location("user_test_my_elbo", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tests = [getattr(mod, n) for n in sorted(vars(mod)) if n.startswith("test_")]
+    assert len(tests) == 6
+    for t in tests:  # the buggy variants are inside pytest.raises(AssertionError) there
+        t()
