@@ -22,6 +22,11 @@ from .elbo import ELBO, iwae_bound, log_likelihood
 from .gradcheck import gradcheck
 from .profiler import profile
 from .random import Generator, manual_seed
+from .creation import ones, ones_like, rand, rand_like, randn, randn_like, zeros, zeros_like
+from .functional import (
+    abs, amax, amin, cat, clip, exp, expm1, log, log1p, logsumexp, matmul, maximum, mean, minimum, relu, sigmoid,
+    softplus, sqrt, square, stack, sum, tanh, where,
+)
 
 from . import fast  # noqa: E402,I001  (last: registers the fast layer against the core it replaces)
 
@@ -35,4 +40,7 @@ __all__ = [
     "nn", "optim", "checkpoint", "save", "load",
     "distributions", "Normal", "Bernoulli", "Categorical", "Independent", "kl_divergence", "register_kl",
     "ELBO", "iwae_bound", "log_likelihood", "anomaly", "fast",
+    "randn", "rand", "zeros", "ones", "randn_like", "rand_like", "zeros_like", "ones_like",
+    "abs", "amax", "amin", "cat", "clip", "exp", "expm1", "log", "log1p", "logsumexp", "matmul", "maximum",
+    "mean", "minimum", "relu", "sigmoid", "softplus", "sqrt", "square", "stack", "sum", "tanh", "where",
 ]

@@ -15,11 +15,7 @@ from ..backend import (
     backend_of,
     device_of,
     dtype_name,
-    get_backend,
-    get_default_dtype,
-    host_array,
     is_floating,
-    is_host_data,
     namespace,
     resolve_backend,
 )
@@ -58,10 +54,12 @@ class Tensor:
 
     @property
     def size(self):
+        """The number of elements, an int as in NumPy; called as in PyTorch, ``x.size()`` is the
+        shape and ``x.size(d)`` the length of axis d."""
         n = 1
         for s in self.data.shape:
             n *= s
-        return n
+        return _Size(n, self.shape)
 
     @property
     def T(self):
@@ -114,7 +112,10 @@ class Tensor:
         return self
 
     def to(self, backend=None, dtype=None) -> "Tensor":
-        """Copy to another backend ("numpy" | "cupy" | Backend) and/or dtype. Differentiable in dtype only."""
+        """Copy to another backend ("numpy" | "cupy" | "cpu" | "cuda" | Backend) and/or dtype
+        (``x.to(np.float64)`` works too, as in PyTorch).  Differentiable in dtype only."""
+        if dtype is None and backend is not None and not isinstance(backend, str) and _is_dtype(backend):
+            backend, dtype = None, backend
         out = self
         if backend is not None:
             target = resolve_backend(backend)
@@ -227,18 +228,27 @@ class Tensor:
     def __ne__(self, other):
         return self.data != _raw(other)
 
-    # -- methods mirroring scratchvae.functional -------------------------------------------------
-    def sum(self, axis=None, keepdims=False):
-        return _ops.sum(self, axis, keepdims)
+    # -- methods mirroring scratchvae.functional (axis=/keepdims= or PyTorch's dim=/keepdim=) --------
+    def sum(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return _ops.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def mean(self, axis=None, keepdims=False):
-        return _ops.mean(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return _ops.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axis=None, keepdims=False):
-        return _ops.max(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.max(self, axis, keepdims, dim=dim)
 
-    def logsumexp(self, axis=None, keepdims=False):
-        return _ops.logsumexp(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.min(self, axis, keepdims, dim=dim)
+
+    def amax(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return _ops.amax(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def amin(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return _ops.amin(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def logsumexp(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return _ops.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def exp(self):
         return _ops.exp(self)
@@ -292,9 +302,61 @@ class Tensor:
     def clip(self, min=None, max=None):
         return _ops.clip(self, min, max)
 
+    clamp = clip
+
+    # -- PyTorch's spellings of the same things ---------------------------------------------------
+    def view(self, *shape):
+        """reshape under PyTorch's name (the engine's arrays have no separate view semantics)."""
+        return self.reshape(*shape)
+
+    def numel(self) -> int:
+        return self.size
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def pow(self, exponent):
+        return _ops.pow(self, exponent)
+
+    def unsqueeze(self, dim):
+        return _ops.unsqueeze(self, dim)
+
+    def squeeze(self, dim=None):
+        return _ops.squeeze(self, dim)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        """Merge the axes start_dim..end_dim (torch.flatten: from the first axis by default)."""
+        return _ops.flatten(self, start_dim, end_dim)
+
+    def cpu(self):
+        return self.to("numpy")
+
+    def cuda(self):
+        return self.to("cupy")
+
+
+class _Size(int):
+    """An int (NumPy's ``size``) that can also be called (PyTorch's ``size()``)."""
+
+    def __new__(cls, n, shape):
+        out = super().__new__(cls, n)
+        out.shape = shape
+        return out
+
+    def __call__(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _is_dtype(x) -> bool:
+    try:
+        dtype_name(x)
+    except ValueError:
+        return False
+    return True
 
 
 def _output_grad(out: Tensor, grad):
@@ -364,56 +426,8 @@ def _topological_order(root: Tensor):
     return order
 
 
-# --------------------------------------------------------------------------------------------------
-# Creation
-
-def tensor(data, requires_grad=False, dtype=None) -> Tensor:
-    """A leaf Tensor from Python numbers, lists, NumPy or backend arrays (like ``torch.tensor``).
-
-    Python data and NumPy arrays are placed on the current backend (host -> device); arrays that
-    already live on a backend stay there.  Python floats take the default dtype; arrays keep theirs
-    unless ``dtype`` is given.
-    """
-    if isinstance(data, Tensor):
-        data = data.data
-    if is_host_data(data):
-        host = host_array(data)
-        if dtype is None and host.dtype.kind == "f" and not hasattr(data, "dtype"):
-            dtype = get_default_dtype()  # Python floats take the default dtype; NumPy data keeps its own
-        arr = get_backend().from_numpy(host, dtype)
-    else:
-        arr = data
-        if dtype is not None and dtype_name(arr.dtype) != dtype_name(dtype):
-            xp = namespace(arr)
-            arr = xp.astype(arr, getattr(xp, dtype_name(dtype)))
-    out = Tensor.__new__(Tensor)
-    out.data, out.grad, out._ctx, out.requires_grad = arr, None, None, False
-    if requires_grad:
-        out.requires_grad_(True)
-    return out
-
-
-def as_tensor(data, like: Tensor | None = None, dtype=None) -> Tensor:
-    """User input -- a Tensor, a backend array, host data (NumPy array, list, Python number) -- as a
-    Tensor next to ``like``: the one way the library places what it is given.
-
-    A Tensor is returned as it is and a backend array is wrapped where it lives: neither is ever
-    moved.  Host data goes to ``like``'s backend (else the current one) -- the explicit host ->
-    device copy -- in ``dtype`` if given, else in ``like``'s floating dtype (numbers, and numeric
-    arrays next to a floating ``like``), else as ``tensor()`` would.
-    """
-    if isinstance(data, Tensor):
-        return data if dtype is None else _ops.astype(data, dtype)
-    if not is_host_data(data):
-        return tensor(data, dtype=dtype)
-    if like is None:
-        return tensor(data, dtype=dtype)
-    if dtype is None and is_floating(like.dtype):
-        dtype = like.dtype
-    return tensor(backend_of(like.data).from_numpy(host_array(data, dtype)))
-
-
 # Last: these modules import Tensor from this one.
 from .function import Function, sum_to  # noqa: E402,F401
+from .placement import as_tensor, tensor  # noqa: E402,F401
 from .grad_mode import add_observer, enable_grad, is_grad_enabled, no_grad, remove_observer  # noqa: E402,F401
 from . import ops as _ops  # noqa: E402,I001

@@ -1,7 +1,8 @@
 """The layers as functions: ``import scratchvae.nn.functional as NF; NF.linear(x, W, b)``.
 
 The activations the engine already has (relu, tanh, sigmoid, softplus) are re-exported from
-``scratchvae.functional``; ``linear`` and ``leaky_relu`` are ops of their own.
+``scratchvae.functional``; ``linear`` and ``leaky_relu`` are ops of their own; the losses
+(binary_cross_entropy, mse_loss, ...) are in nn/losses.py.
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from ..autograd import Function, Tensor
 from ..autograd.ops import relu, sigmoid, softplus, tanh
 from ..backend import namespace
 from .linear import linear
+from .losses import (
+    binary_cross_entropy, binary_cross_entropy_with_logits, gaussian_nll_loss, log_softmax, mse_loss, softmax,
+)
 
-__all__ = ["linear", "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "identity", "LeakyReLUFunction"]
+__all__ = ["linear", "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "identity", "LeakyReLUFunction",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "gaussian_nll_loss",
+           "softmax", "log_softmax"]
 
 
 class LeakyReLUFunction(Function):

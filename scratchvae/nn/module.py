@@ -198,10 +198,11 @@ class Module:
         return self
 
     # -- training helpers ----------------------------------------------------------------------
-    def zero_grad(self):
-        """Drop every parameter's gradient (``.grad = None``; the next backward starts afresh)."""
+    def zero_grad(self, set_to_none: bool = True):
+        """Drop every parameter's gradient (``.grad = None``; the next backward starts afresh), or,
+        with ``set_to_none=False``, set it to zeros (as in PyTorch)."""
         for p in self.parameters():
-            p.grad = None
+            p.grad = None if set_to_none or p.grad is None else namespace(p.grad).zeros_like(p.grad)
 
     def train(self, mode: bool = True):
         """Set ``.training`` on this module and every sub-module (layers that act differently read it)."""

@@ -77,11 +77,12 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: the learning rate must be >= 0, got lr={lr}")
 
     # -- the training-loop interface -----------------------------------------------------------
-    def zero_grad(self):
-        """Drop every parameter's gradient (``.grad = None``)."""
+    def zero_grad(self, set_to_none: bool = True):
+        """Drop every parameter's gradient (``.grad = None``), or, with ``set_to_none=False``, set
+        it to zeros (as in PyTorch)."""
         for g in self.param_groups:
             for p in g["params"]:
-                p.grad = None
+                p.grad = None if set_to_none or p.grad is None else namespace(p.grad).zeros_like(p.grad)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient.  ``closure`` (optional) recomputes

@@ -6,12 +6,12 @@ from .elementwise import (
     abs, astype, exp, expm1, log, log1p, log_sigmoid, relu, sigmoid, softplus, sqrt, square, tanh,
 )
 from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, solve_triangular, tril
-from .reduce import logsumexp, max, mean, min, sum
+from .reduce import amax, amin, logsumexp, max, mean, min, sum
 from .select import clip, maximum, minimum, where
 from .composites import LOG_2PI, bernoulli_log_prob, normal_kl_standard, normal_log_density, reparameterize
 from .shape import (
-    broadcast_to, concat, concatenate, expand_dims, flatten, getitem, permute, reshape, squeeze,
-    stack, transpose,
+    broadcast_to, cat, concat, concatenate, expand_dims, flatten, getitem, permute, reshape, squeeze,
+    stack, transpose, unsqueeze,
 )
 
 __all__ = [
@@ -20,8 +20,8 @@ __all__ = [
     "log_sigmoid", "astype",
     "LOG_2PI", "bernoulli_log_prob", "normal_kl_standard", "reparameterize", "normal_log_density",
     "matmul", "cholesky", "solve", "solve_triangular", "diagonal", "tril", "logdet_spd",
-    "sum", "mean", "max", "min", "logsumexp",
+    "sum", "mean", "max", "min", "amax", "amin", "logsumexp",
     "where", "clip", "maximum", "minimum",
-    "reshape", "transpose", "permute", "broadcast_to", "getitem", "concatenate", "concat", "stack",
-    "expand_dims", "squeeze", "flatten",
+    "reshape", "transpose", "permute", "broadcast_to", "getitem", "concatenate", "concat", "cat", "stack",
+    "expand_dims", "unsqueeze", "squeeze", "flatten",
 ]

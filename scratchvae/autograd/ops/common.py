@@ -40,6 +40,16 @@ def normalize_axes(axis, ndim):
     return tuple(sorted(out))
 
 
+def torch_alias(value, alias, name: str, alias_name: str, default=None):
+    """An argument given under its NumPy name (axis=, keepdims=) or its PyTorch one (dim=, keepdim=):
+    the same thing, so at most one may be given."""
+    if alias is None:
+        return default if value is None else value
+    if value is not None:
+        raise TypeError(f"give {name}= or {alias_name}= (the same argument), not both")
+    return alias
+
+
 def check_axis(axis: int, ndim: int, what: str = "axis") -> int:
     """One axis of an ``ndim``-dimensional array, negatives counted from the end, as non-negative;
     out of range is an error (never wrapped round to another axis)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...backend import namespace
 from ..tensor import Function, Tensor
-from .common import expand_reduced, keepdims_shape, normalize_axes
+from .common import expand_reduced, keepdims_shape, normalize_axes, torch_alias
 
 
 class _Reduction(Function):
@@ -99,24 +99,49 @@ class LogSumExp(_Reduction):
         return (expand_reduced(gy, x.shape, self.axis, self.keepdims) * (xp.exp(x - m) / s),)
 
 
-def sum(x, axis=None, keepdims=False) -> Tensor:
-    return Sum(axis, keepdims)(x)
+def _axes(axis, keepdims, dim, keepdim):
+    return torch_alias(axis, dim, "axis", "dim"), torch_alias(keepdims, keepdim, "keepdims", "keepdim", False)
 
 
-def mean(x, axis=None, keepdims=False) -> Tensor:
-    return Mean(axis, keepdims)(x)
+def sum(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
+    """The sum over ``axis`` (PyTorch: ``dim``), keeping the reduced axes if ``keepdims`` (``keepdim``)."""
+    return Sum(*_axes(axis, keepdims, dim, keepdim))(x)
 
 
-def max(x, axis=None, keepdims=False) -> Tensor:
+def mean(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
+    return Mean(*_axes(axis, keepdims, dim, keepdim))(x)
+
+
+def max(x, axis=None, keepdims=False, *, dim=None) -> Tensor:
+    """The largest values over ``axis``.  (PyTorch's ``max(dim=)`` also returns the indices: for the
+    values alone, as here, it has ``amax``.)"""
+    if dim is not None:
+        raise TypeError("max(dim=) in PyTorch returns (values, indices); for the values use amax(x, dim=) "
+                        "or max(x, axis=)")
     return Max(axis, keepdims)(x)
 
 
-def min(x, axis=None, keepdims=False) -> Tensor:
+def min(x, axis=None, keepdims=False, *, dim=None) -> Tensor:
     from .arithmetic import neg
 
+    if dim is not None:
+        raise TypeError("min(dim=) in PyTorch returns (values, indices); for the values use amin(x, dim=) "
+                        "or min(x, axis=)")
     return neg(Max(axis, keepdims)(neg(x)))
 
 
-def logsumexp(x, axis=None, keepdims=False) -> Tensor:
+def amax(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
+    """The largest values over ``axis`` / ``dim`` (torch.amax): ``max`` under its PyTorch name."""
+    return Max(*_axes(axis, keepdims, dim, keepdim))(x)
+
+
+def amin(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
+    """The smallest values over ``axis`` / ``dim`` (torch.amin)."""
+    from .arithmetic import neg
+
+    return neg(Max(*_axes(axis, keepdims, dim, keepdim))(neg(x)))
+
+
+def logsumexp(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
     """log(sum(exp(x), axis)) computed stably (no overflow for any finite x)."""
-    return LogSumExp(axis, keepdims)(x)
+    return LogSumExp(*_axes(axis, keepdims, dim, keepdim))(x)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ...arrays import index_array, is_integer_scalar
 from ...backend import backend_of, namespace
 from ..tensor import Function, Tensor, sum_to
-from .common import check_axis
+from .common import check_axis, torch_alias
 
 
 class Reshape(Function):
@@ -196,15 +196,16 @@ def getitem(x, index) -> Tensor:
     return GetItem(index)(x)
 
 
-def concatenate(tensors, axis=0) -> Tensor:
-    return Concat(axis)(*tensors)
+def concatenate(tensors, axis=None, *, dim=None) -> Tensor:
+    """Join along ``axis`` (PyTorch: ``dim``), default 0."""
+    return Concat(torch_alias(axis, dim, "axis", "dim", 0))(*tensors)
 
 
-concat = concatenate
+concat = cat = concatenate
 
 
-def stack(tensors, axis=0) -> Tensor:
-    return Stack(axis)(*tensors)
+def stack(tensors, axis=None, *, dim=None) -> Tensor:
+    return Stack(torch_alias(axis, dim, "axis", "dim", 0))(*tensors)
 
 
 def expand_dims(x, axis) -> Tensor:
@@ -213,8 +214,17 @@ def expand_dims(x, axis) -> Tensor:
     return reshape(x, tuple(shape))
 
 
-def squeeze(x, axis) -> Tensor:
+def unsqueeze(x, dim) -> Tensor:
+    """A new axis of size 1 at ``dim`` (torch.unsqueeze; NumPy: expand_dims)."""
+    return expand_dims(x, dim)
+
+
+def squeeze(x, axis=None, *, dim=None) -> Tensor:
+    """Remove the size-1 axis ``axis`` (PyTorch: ``dim``), or every size-1 axis when none is given."""
+    axis = torch_alias(axis, dim, "axis", "dim")
     shape = list(x.shape)
+    if axis is None:
+        return reshape(x, tuple(s for s in shape if s != 1))
     axis = check_axis(axis, len(shape), "squeeze: axis")
     if shape[axis] != 1:
         raise ValueError(f"squeeze: axis {axis} has size {shape[axis]}, not 1 (shape {tuple(shape)})")
@@ -222,11 +232,16 @@ def squeeze(x, axis) -> Tensor:
     return reshape(x, tuple(shape))
 
 
-def flatten(x, start_axis=1) -> Tensor:
-    """Merge all axes from ``start_axis`` on (keeps the batch axis by default)."""
+def flatten(x, start_axis=1, end_axis=-1) -> Tensor:
+    """Merge the axes ``start_axis`` to ``end_axis`` into one (keeps the batch axis by default, as
+    nn.Flatten does; Tensor.flatten() starts at 0, as torch.flatten does)."""
     shape = x.shape
-    start_axis = check_axis(start_axis, max(len(shape), 1), "flatten: start_axis")
+    nd = max(len(shape), 1)
+    start = check_axis(start_axis, nd, "flatten: start_axis")
+    end = check_axis(end_axis, nd, "flatten: end_axis")
+    if end < start:
+        raise ValueError(f"flatten: end_axis {end_axis} comes before start_axis {start_axis}")
     n = 1
-    for s in shape[start_axis:]:
+    for s in shape[start:end + 1]:
         n *= s
-    return reshape(x, tuple(shape[:start_axis]) + (n,))
+    return reshape(x, tuple(shape[:start]) + (n,) + tuple(shape[end + 1:]))
