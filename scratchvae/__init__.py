@@ -22,6 +22,8 @@ from .elbo import ELBO, iwae_bound, log_likelihood
 from .gradcheck import gradcheck
 from .profiler import profile
 from .random import Generator, manual_seed
+from .autograd.grad import grad, value_and_grad
+from .save_image import save_image
 from .creation import ones, ones_like, rand, rand_like, randn, randn_like, zeros, zeros_like
 from .functional import (
     abs, amax, amin, cat, clip, exp, expm1, log, log1p, logsumexp, matmul, maximum, mean, minimum, relu, sigmoid,
@@ -40,6 +42,7 @@ __all__ = [
     "nn", "optim", "checkpoint", "save", "load",
     "distributions", "Normal", "Bernoulli", "Categorical", "Independent", "kl_divergence", "register_kl",
     "ELBO", "iwae_bound", "log_likelihood", "anomaly", "fast",
+    "grad", "value_and_grad", "save_image",
     "randn", "rand", "zeros", "ones", "randn_like", "rand_like", "zeros_like", "ones_like",
     "abs", "amax", "amin", "cat", "clip", "exp", "expm1", "log", "log1p", "logsumexp", "matmul", "maximum",
     "mean", "minimum", "relu", "sigmoid", "softplus", "sqrt", "square", "stack", "sum", "tanh", "where",

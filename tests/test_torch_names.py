@@ -154,3 +154,59 @@ def test_device_spellings(bk):
     assert x.cpu().backend.name == "numpy" and x.to("cpu").backend.name == "numpy"
     assert dtype_name(x.to(np.float64).dtype) == "float64"
     assert sv.resolve_backend("cpu").name == "numpy"
+
+
+# -- the functional API (HIPS autograd / JAX), optimizers over pytrees, save_image ---------------------
+
+def test_grad_and_value_and_grad_over_a_pytree(bk, float64):
+    w = bk.tensor(np.array([1.0, -2.0, 3.0]))
+    b = bk.tensor(np.array(0.5))
+
+    def f(params, x):
+        return F.sum(F.square(params["w"] * x + params["b"][0]))
+
+    x = bk.tensor(np.array([0.5, 1.0, -1.0]))
+    value, g = sv.value_and_grad(f)({"w": w, "b": [b]}, x)
+    r = bk.numpy(w) * bk.numpy(x) + 0.5
+    np.testing.assert_allclose(value.item(), np.sum(r ** 2))
+    np.testing.assert_allclose(bk.numpy(g["w"]), 2 * r * bk.numpy(x))
+    np.testing.assert_allclose(bk.numpy(g["b"][0]), 2 * r.sum())
+    assert isinstance(g["b"], list) and w.grad is None and not w.requires_grad  # the caller's tensors untouched
+    gx = sv.grad(f, argnums=1)({"w": w, "b": [b]}, x)
+    np.testing.assert_allclose(bk.numpy(gx), 2 * r * bk.numpy(w))
+    g_both = sv.grad(lambda u, v: F.sum(u * v), argnums=(0, 1))(w, x)
+    np.testing.assert_allclose(bk.numpy(g_both[0]), bk.numpy(x))
+    np.testing.assert_allclose(bk.numpy(g_both[1]), bk.numpy(w))
+    unused = sv.grad(lambda u, v: F.sum(u), argnums=1)(w, x)  # v does not reach the output: zeros
+    np.testing.assert_array_equal(bk.numpy(unused), np.zeros(3))
+    with pytest.raises(TypeError, match="single-element Tensor"):
+        sv.grad(lambda u: u * 2.0)(w)
+
+
+def test_optimizers_take_dicts_nested_lists_and_groups(bk):
+    a, b, c = (sv.nn.Parameter(bk.array(np.ones(2, np.float32))) for _ in range(3))
+    opt = sv.optim.SGD({"a": a, "rest": [b, (c,)]}, lr=0.5)
+    assert [p for g in opt.param_groups for p in g["params"]] == [a, b, c]
+    groups = sv.optim.Adam([{"params": [a], "lr": 0.1}, {"params": {"b": b}}], lr=0.01)
+    assert [g["lr"] for g in groups.param_groups] == [0.1, 0.01]
+    for p in (a, b, c):
+        p.grad = bk.array(np.ones(2, np.float32))
+    opt.step()
+    np.testing.assert_allclose(bk.numpy(c), [0.5, 0.5])
+    with pytest.raises(TypeError, match="not a Tensor"):
+        sv.optim.SGD([a, "b"], lr=0.1)
+
+
+def test_save_image_writes_the_exact_grid(tmp_path, bk):
+    from matplotlib.image import imread
+
+    imgs = np.random.default_rng(6).random((5, 1, 4, 3))
+    path = sv.save_image(bk.tensor(imgs), tmp_path / "grid.png", nrow=2, padding=1)
+    got = imread(path)
+    assert got.shape[:2] == (3 * (4 + 1) + 1, 2 * (3 + 1) + 1)
+    np.testing.assert_allclose(got[1:5, 1:4, 0], imgs[0, 0], atol=1 / 255 + 1e-9)  # 8-bit PNG
+    np.testing.assert_allclose(got[6:10, 5:8, 0], imgs[3, 0], atol=1 / 255 + 1e-9)
+    rows = sv.save_image(np.random.default_rng(7).random((3, 784)), tmp_path / "mnist.png")
+    assert imread(rows).shape[:2] == (28 + 4, 3 * 30 + 2)
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        sv.save_image(np.zeros((2, 5, 4, 4)), tmp_path / "bad.png")

@@ -31,7 +31,7 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}: params must be an iterable of Parameters (e.g. "
                             "model.parameters()), got a single Tensor; wrap it in a list")
         _refuse_set(params, type(self).__name__)
-        params = list(params)
+        params = _flatten_params(params)
         if not params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list (does the model have parameters?)")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
@@ -46,7 +46,7 @@ class Optimizer:
         if isinstance(params, Tensor):
             params = [params]
         _refuse_set(params, type(self).__name__)
-        params = list(params)
+        params = _flatten_params(params)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for i, p in enumerate(params):
             if not isinstance(p, Tensor):
@@ -224,3 +224,22 @@ def _refuse_set(params, who):
             f"{type(params).__name__}: a set's order can change between runs, which would attach saved "
             "optimizer state to the wrong parameters"
         )
+
+
+def _flatten_params(params) -> list:
+    """Parameters given as an iterable, a dict of named tensors, or lists/tuples/dicts nested inside
+    (a HIPS/JAX-style pytree), as one flat list in a stable order; parameter-group dicts
+    ({"params": ...}) are kept as they are."""
+    if isinstance(params, dict):
+        if "params" in params:  # one parameter group
+            return [params]
+        params = list(params.values())
+    out = []
+    for p in params:
+        if isinstance(p, dict) and "params" not in p:
+            out.extend(_flatten_params(p))
+        elif isinstance(p, (list, tuple)):
+            out.extend(_flatten_params(p))
+        else:
+            out.append(p)
+    return out
