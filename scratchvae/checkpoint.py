@@ -222,7 +222,72 @@ def _corrupt(path, e):
                       "use an earlier checkpoint")
 
 
-def _read(path, with_arrays: bool):
+#: The default cap on a checkpoint's total uncompressed size (``load(..., max_bytes=)``).
+MAX_BYTES = 4 * 2**30
+#: The default cap on how deeply the metadata's lists and dicts may nest (``load(..., max_depth=)``).
+MAX_DEPTH = 100
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
+def _check_sizes(path, f, max_bytes: int) -> None:
+    """Refuse, before any array is read, an archive whose members expand past ``max_bytes`` or
+    whose .npy headers claim more data than their member holds (a lying header would otherwise
+    allocate its claimed size: a bare MemoryError)."""
+    try:
+        with zipfile.ZipFile(f) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if max_bytes is not None and total > max_bytes:
+                raise ValueError(
+                    f"scratchvae.load: {path!r} expands to {_gib(total)} ({total} bytes uncompressed, "
+                    f"{len(infos)} entries), over the cap max_bytes={max_bytes} ({_gib(max_bytes)}); if you "
+                    f"trust this file, raise the cap: scratchvae.load(path, max_bytes={total})")
+            for info in infos:
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                    claimed = dtype.itemsize * int(np.prod(shape, dtype=object))
+                    if claimed > info.file_size:
+                        raise ValueError(
+                            f"scratchvae.load: {path!r} is truncated or corrupted: its entry {info.filename!r} "
+                            f"claims an array of shape {tuple(shape)} ({claimed} bytes) but holds "
+                            f"{info.file_size} bytes; it cannot be read -- use an earlier checkpoint")
+    except ValueError as e:
+        if str(e).startswith("scratchvae.load:"):
+            raise
+        raise _corrupt(path, e) from e
+    except _READ_ERRORS as e:
+        raise _corrupt(path, e) from e
+    finally:
+        f.seek(0)
+
+
+def _check_depth(path, text: str, max_depth: int) -> None:
+    """Refuse metadata nested deeper than ``max_depth`` (json.loads would raise RecursionError)."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > max_depth:
+                    raise ValueError(
+                        f"scratchvae.load: {path!r} has metadata nested more than max_depth={max_depth} levels "
+                        "deep (lists/dicts inside lists/dicts); a checkpoint's state is rarely over 20 -- if you "
+                        f"trust this file, raise the cap: scratchvae.load(path, max_depth=...)")
+        else:
+            depth -= 1
+
+
+def _read(path, with_arrays: bool, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH):
     """(state or None, metadata) of a checkpoint, or a ValueError that names the file and the fault."""
     path = os.fspath(path)
     # We open the file ourselves: numpy.load(path) leaks its file handle when the zip is damaged.
@@ -233,12 +298,13 @@ def _read(path, with_arrays: bool):
             raise ValueError(f"scratchvae.load: {path!r} is not a scratchvae checkpoint ({kind}; "
                              "checkpoints are .npz archives written by scratchvae.save)")
         f.seek(0)
+        _check_sizes(path, f, max_bytes)
         try:
             npz = np.load(f, allow_pickle=False)
         except _READ_ERRORS as e:
             raise _corrupt(path, e) from e
         with npz:
-            meta = _check_meta(path, npz)
+            meta = _check_meta(path, npz, max_depth)
             tree = meta.pop("tree", None)
             if not with_arrays:
                 return None, meta
@@ -252,13 +318,19 @@ def _read(path, with_arrays: bool):
                 raise _corrupt(path, e) from e
 
 
-def _check_meta(path, npz) -> dict:
+def _check_meta(path, npz, max_depth=MAX_DEPTH) -> dict:
     if _META_KEY not in npz.files:
         shown = ", ".join(npz.files[:5]) + (", ..." if len(npz.files) > 5 else "")
         raise ValueError(f"scratchvae.load: {path!r} is an .npz archive but not a scratchvae checkpoint (it has "
                          f"no {_META_KEY!r} entry; its entries: {shown or 'none'})")
     try:
-        meta = json.loads(str(npz[_META_KEY][()]))
+        text = str(npz[_META_KEY][()])
+    except _READ_ERRORS as e:
+        raise ValueError(f"scratchvae.load: {path!r} is truncated or corrupted: its metadata entry cannot be "
+                         f"read ({e})") from e
+    _check_depth(path, text, max_depth)
+    try:
+        meta = json.loads(text)
     except _READ_ERRORS as e:
         raise ValueError(f"scratchvae.load: {path!r} is truncated or corrupted: its metadata entry cannot be "
                          f"read ({e})") from e
@@ -275,15 +347,19 @@ def _check_meta(path, npz) -> dict:
     return meta
 
 
-def read_metadata(path) -> dict:
+def read_metadata(path, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH) -> dict:
     """The checkpoint's metadata (format, version, backend, dtype, and what ``save`` was given),
     without reading any array: enough to rebuild a model from its config before loading weights."""
-    return _read(path, with_arrays=False)[1]
+    return _read(path, with_arrays=False, max_bytes=max_bytes, max_depth=max_depth)[1]
 
 
-def load(path, with_metadata: bool = False):
+def load(path, with_metadata: bool = False, max_bytes: int | None = MAX_BYTES, max_depth: int = MAX_DEPTH):
     """The state saved by ``save``, with host NumPy arrays (``(state, metadata)`` if
     ``with_metadata``).  A truncated, foreign or newer-format file raises ValueError naming the
-    file and what is wrong."""
-    state, meta = _read(path, with_arrays=True)
+    file and what is wrong.
+
+    ``max_bytes`` (default 4 GiB; None for no cap) caps the total uncompressed size, checked from
+    the zip's member headers before anything is read, and ``max_depth`` (default 100) how deeply
+    the metadata nests: a file past either is refused with a ValueError saying how to raise the cap."""
+    state, meta = _read(path, with_arrays=True, max_bytes=max_bytes, max_depth=max_depth)
     return (state, meta) if with_metadata else state

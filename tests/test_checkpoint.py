@@ -329,3 +329,56 @@ def test_save_on_numpy_load_on_cupy(tmp_path):
     for p, q in zip(gpu.parameters(), model.parameters()):
         assert p.backend.name == "cupy"
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_load_caps_uncompressed_size(tmp_path):
+    """A small compressed file that expands past max_bytes is refused from the zip headers,
+    before anything is read, with the cap to pass; raising the cap loads it."""
+    path = tmp_path / "big.npz"
+    sv.save({"w": np.zeros(2**20 // 8 * 3)}, path, compress=True)  # 3 MiB of zeros, a few KiB on disk
+    assert os.path.getsize(path) < 2**16
+    with pytest.raises(ValueError, match=r"expands to 3 MiB .* over the cap max_bytes=1048576 .*"
+                                         r"raise the cap: scratchvae\.load\(path, max_bytes=\d+\)"):
+        sv.load(path, max_bytes=2**20)
+    with pytest.raises(ValueError, match="over the cap"):
+        checkpoint.read_metadata(path, max_bytes=2**20)
+    assert sv.load(path, max_bytes=4 * 2**20)["w"].shape == (393216,)
+    assert sv.load(path, max_bytes=None)["w"].shape == (393216,)
+    assert checkpoint.MAX_BYTES == 4 * 2**30
+
+
+def test_lying_npy_header_is_refused_not_a_memory_error(tmp_path):
+    """A member whose .npy header claims 4 TiB is corruption, not a bare MemoryError."""
+    path = tmp_path / "liar.npz"
+    sv.save({"w": np.zeros(4)}, path)
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    body = members["w.npy"]
+    header = body.replace(b"(4,)", b"(549755813888,)", 1)  # 2**39 float64 = 4 TiB
+    assert header != body
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, header if n == "w.npy" else b)
+    with pytest.raises(ValueError, match=r"corrupted: its entry 'w\.npy' claims an array of shape "
+                                         r"\(549755813888,\) \(4398046511104 bytes\)"):
+        sv.load(path, max_bytes=None)
+
+
+def test_deeply_nested_metadata_is_refused_not_a_recursion_error(tmp_path):
+    path = tmp_path / "deep.npz"
+    sv.save({"w": np.zeros(2)}, path)
+    with zipfile.ZipFile(path) as zf:
+        meta = json.loads(str(np.lib.format.read_array(zf.open("__scratchvae__.npy"))[()]))
+    text = json.dumps(meta)[:-1] + ', "deep": ' + "[" * 100000 + "]" * 100000 + "}"
+    with zipfile.ZipFile(path, "w") as zf:
+        with zf.open("__scratchvae__.npy", "w") as m:
+            np.lib.format.write_array(m, np.array(text), allow_pickle=False)
+        with zf.open("w.npy", "w") as m:
+            np.lib.format.write_array(m, np.zeros(2), allow_pickle=False)
+    with pytest.raises(ValueError, match=r"metadata nested more than max_depth=100 levels .* raise the cap"):
+        sv.load(path)
+    with pytest.raises(ValueError, match="max_depth=100"):
+        checkpoint.read_metadata(path)
+    # a string full of brackets is not nesting
+    sv.save({"w": np.zeros(2)}, path, metadata={"note": "[" * 500 + "{" * 500})
+    assert sv.load(path, with_metadata=True)[1]["note"].startswith("[[[")

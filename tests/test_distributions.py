@@ -372,8 +372,51 @@ def test_nan_parameters_are_named_as_nan(bk):
 def test_log_var_infinite_and_underflow_messages(bk):
     with pytest.raises(ValueError, match=r"Normal: log_var must be finite, got 1 infinite"):
         Normal.from_log_var(0.0, bk.tensor(np.array([np.inf])))
-    with pytest.raises(ValueError, match=r"Normal: scale = exp\(0\.5 \* log_var\) \(underflowed in this dtype\?\) must be > 0"):
-        Normal.from_log_var(0.0, bk.tensor(np.array([-400.0], dtype=np.float32)))
+    # exp(0.5 * -400) underflows in float32, but the log is what is kept and used: accepted, exact
+    d = Normal.from_log_var(0.0, bk.tensor(np.array([-400.0], dtype=np.float32)))
+    assert float(bk.numpy(d.entropy())[0]) == pytest.approx(-200.0 + 0.5 * (1 + math.log(2 * math.pi)))
+
+
+def test_library_edges_normal_independent_elbo(bk):
+    """Issue item 10: non-finite scale, mixed devices, exact log-variance, Independent's ndims, beta."""
+    with pytest.raises(ValueError, match=r"Normal: scale must be finite, got 1 infinite"):
+        Normal(0.0, bk.tensor(np.array([np.inf])))
+    d = Normal.from_log_var(0.0, bk.tensor(np.array([-1e4], dtype=np.float32)))  # exp underflows
+    assert float(bk.numpy(d.entropy())[0]) == pytest.approx(-5000.0 + 0.5 * (1 + math.log(2 * math.pi)))
+    base = Normal(bk.tensor(np.zeros((2, 3))), 1.0)
+    for bad in (1.5, "1", True, None):
+        with pytest.raises(TypeError, match="reinterpreted_batch_ndims must be a non-negative int"):
+            Independent(base, bad)
+    for bad in (-1, 3):
+        with pytest.raises(ValueError, match="reinterpreted_batch_ndims=.* must be between 0 and"):
+            Independent(base, bad)
+    assert Independent(base, np.int64(2)).event_shape == (2, 3)
+
+
+def test_normal_on_two_devices_is_refused():
+    from scratchvae import backend as B
+    B.set_backend("array_api_strict")
+    try:
+        dev = sv.tensor(np.zeros(3))
+        host = sv.tensor(np.ones(3)).to("numpy")
+        with pytest.raises(ValueError, match="different backends/devices"):
+            Normal(dev, host)
+        with pytest.raises(ValueError, match="different backends/devices"):
+            Normal.from_log_var(host, dev)
+    finally:
+        B._state["backend"] = None
+
+
+@pytest.mark.parametrize("beta", [float("nan"), -1.0, float("inf")])
+def test_vae_elbo_refuses_bad_beta(beta):
+    from scratchvae.models.vae import VAE
+    model = VAE.mlp(4, [3], 2, generator=sv.Generator(0))
+    x = np.zeros((2, 4))
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+        model.elbo(x, beta=beta)
+    with pytest.raises(ValueError, match="free_bits must be a finite number >= 0"):
+        model.elbo(x, free_bits=float("nan"))
+    model.elbo(x, beta=0.0)
 
 
 def test_probs_outside_unit_interval(bk):

@@ -8,6 +8,8 @@ rescale the likelihood against the KL by the number of pixels).
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import functional as F
 from ..autograd import Tensor
 from .distribution import Distribution
@@ -31,7 +33,11 @@ class Independent(Distribution):
     def __init__(self, base_distribution: Distribution, reinterpreted_batch_ndims: int, validate_args=None):
         if not isinstance(base_distribution, Distribution):
             raise TypeError(f"Independent: the base must be a Distribution, got {type(base_distribution).__name__}")
-        n = int(reinterpreted_batch_ndims)
+        n = reinterpreted_batch_ndims
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"Independent: reinterpreted_batch_ndims must be a non-negative int, got {n!r} "
+                            f"of type {type(n).__name__}")
+        n = int(n)
         bs = base_distribution.batch_shape
         if not 0 <= n <= len(bs):
             raise ValueError(

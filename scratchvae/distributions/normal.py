@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..arrays import check_same_device
 from ..autograd.tensor import tensor as _tensor
 from ..backend import dtype_name, get_default_dtype, host_array, resolve_backend
 from ..random import default_generator
@@ -41,6 +42,7 @@ class Normal(Distribution):
             raise ValueError("Normal: scale is required (or use Normal.from_log_var / Normal.from_log_scale)")
         loc, scale, log_scale = _float_params(loc, scale, _log_scale)
         given = [t for t in (loc, scale, log_scale) if t is not None]
+        check_same_device([t.data for t in given])  # refuse here, not later in some op (or never)
         shape, given = _broadcast_all(*given)
         it = iter(given)
         self.loc = next(it)
@@ -54,12 +56,12 @@ class Normal(Distribution):
         if self._validate_args:
             C.check_finite("Normal", "loc", self.loc.data)
             if log_scale is None:
+                C.check_finite("Normal", "scale", self.scale.data)
                 C.check_positive("Normal", "scale", self.scale.data)
-            else:  # scale = exp(log_scale) > 0 unless log_scale is NaN/inf or exp underflowed
-                expr = "exp(0.5 * log_var)" if _log_name == "log_var" else "exp(log_scale)"
+            else:  # the log is what is kept and used, so it is what is validated: finite is enough
+                # (exp(0.5 * log_var) may underflow to 0; log_prob, entropy and the KL never use it)
                 raw = self._log_scale.data * 2.0 if _log_name == "log_var" else self._log_scale.data
                 C.check_finite("Normal", _log_name, raw)
-                C.check_positive("Normal", f"scale = {expr} (underflowed in this dtype?)", self.scale.data)
 
     # -- constructors --------------------------------------------------------------------------------
     @classmethod

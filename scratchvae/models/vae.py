@@ -14,6 +14,7 @@ The three encoder heads differ only in how the second linear output h becomes th
 from __future__ import annotations
 
 import math
+import numbers
 
 from .. import functional as F
 from ..autograd import Tensor, as_tensor, no_grad
@@ -387,7 +388,16 @@ class VAE(Module):
     # -- bounds ------------------------------------------------------------------------------------
     def elbo(self, x, n_samples: int = 1, beta: float = 1.0, free_bits: float = 0.0, kl: str = "analytic",
              generator=None):
-        """The per-example ELBO and its parts (``scratchvae.elbo.elbo``, docs/elbo.md#the-elbo)."""
+        """The per-example ELBO and its parts (``scratchvae.elbo.elbo``, docs/elbo.md#the-elbo).
+
+        ``beta`` must be finite and >= 0 and ``free_bits`` finite and >= 0 (ValueError otherwise)."""
+        if beta != 1.0 and not (isinstance(beta, numbers.Real) and not isinstance(beta, bool)
+                                and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"VAE.elbo: beta must be a finite number >= 0 (the KL's weight), got {beta!r}")
+        if free_bits != 0 and not (isinstance(free_bits, numbers.Real) and not isinstance(free_bits, bool)
+                                   and math.isfinite(free_bits) and free_bits >= 0):
+            raise ValueError(f"VAE.elbo: free_bits must be a finite number >= 0 (nats per latent dimension), "
+                             f"got {free_bits!r}")
         return _elbo(self._as_input(x), self.encode, self.decode, self.prior, n_samples=n_samples, kl=kl,
                      beta=beta, free_bits=free_bits, generator=generator)
 
