@@ -223,6 +223,22 @@ def test_assert_elbo_identity_still_holds_and_hides_its_frame():
     assert out["kl"][0] > 0
 
 
+def test_the_assertions_read_back_every_backend(sv_backend):
+    # the plugin's own fixture, in this project's suite: Tensors on NumPy, on array-api-strict's
+    # device and on CuPy are read back by the assertions, and the exact targets are computed there
+    model, x = _lg()
+    assert sv.get_backend().name == sv_backend.name  # the model was built there
+    enc = _wide(model)
+    xt = sv_backend.tensor(x)
+    xs, gen = sv_backend.tensor(np.repeat(x, 2000, axis=0)), sv.Generator(5)
+    est = lambda: elbo(xs, enc, model.decode, model.prior(), generator=gen).elbo
+    assert_unbiased(est, model.elbo(xt, enc(xt))[0], n_initial=8000, n_max=16000)  # a Tensor target
+    assert_lower_bound(est, exact_log_marginal(model, xt)[0], n_initial=8000, n_max=16000)
+    g = exact_elbo_gradient(model, xt, lambda loc: Independent(Normal(loc, sv_backend.tensor(np.ones((1, 2)))), 1),
+                            [np.zeros((1, 2))])
+    assert g[0].shape == (1, 2) and np.isfinite(g[0]).all()
+
+
 # -- exact targets ----------------------------------------------------------------------------------
 
 def _gmm():
