@@ -8,7 +8,7 @@ rescale the likelihood against the KL by the number of pixels).
 
 from __future__ import annotations
 
-import numpy as np
+import numbers
 
 from .. import functional as F
 from ..autograd import Tensor
@@ -34,7 +34,7 @@ class Independent(Distribution):
         if not isinstance(base_distribution, Distribution):
             raise TypeError(f"Independent: the base must be a Distribution, got {type(base_distribution).__name__}")
         n = reinterpreted_batch_ndims
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
             raise TypeError(f"Independent: reinterpreted_batch_ndims must be a non-negative int, got {n!r} "
                             f"of type {type(n).__name__}")
         n = int(n)
