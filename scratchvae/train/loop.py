@@ -116,7 +116,12 @@ def finish_epoch(s: TrainState, data: Data, config: TrainConfig) -> dict:
         for name, x in (("val", data.valid), ("test", data.test)):
             if x is None:
                 continue
-            r = elbo_stats(s.model, x, batch_size=c.eval_batch_size, generator=gen, details=False)
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    r = elbo_stats(s.model, x, batch_size=c.eval_batch_size, generator=gen, details=False)
+            except ValidationError as err:  # a NaN parameter while evaluating: the model has diverged
+                raise TrainingDiverged(f"training stopped: evaluating the {name} ELBO after epoch {e + 1}: {err}",
+                                       s.global_step, e + 1) from err
             if not math.isfinite(r["elbo"]):
                 raise TrainingDiverged(f"training stopped: the {name} ELBO is {r['elbo']} after epoch {e + 1}",
                                        s.global_step, e + 1)
