@@ -164,6 +164,11 @@ def _repeat(x, m):
     return sv.tensor(np.repeat(np.asarray(x), m, axis=0))
 
 
+def _rows(t, m):
+    """A (1, ...) Tensor broadcast to m rows: one q per repeated example."""
+    return sv.functional.broadcast_to(t, (m,) + tuple(t.shape[1:]))
+
+
 def test_mc_elbo_is_unbiased_for_the_closed_form_and_a_lower_bound():
     model, x = _lg()
     enc, m = _wide(model), 2000  # per-draw sd ~ 6: se ~ 0.07 at 8000 draws
@@ -301,7 +306,7 @@ def test_mc_elbo_of_every_model_is_unbiased_for_its_exact_target():
     xs = _repeat(x, m)
     full = MultivariateNormal(post.loc - 0.4, scale_tril=0.6 * post.scale_tril)
     gen = sv.Generator(21)
-    rep = MultivariateNormal(F_bcast(full.loc, m), scale_tril=full.scale_tril)
+    rep = MultivariateNormal(_rows(full.loc, m), scale_tril=full.scale_tril)
     assert_unbiased(lambda: elbo(xs, lambda _: rep, model.decode, model.prior(), generator=gen).elbo,
                     exact_elbo(model, x, full)[0], n_initial=4000, n_max=16000)
     nn = NormalNormal(0.5, 1.3, 0.8)
@@ -324,10 +329,6 @@ def test_mc_elbo_of_every_model_is_unbiased_for_its_exact_target():
     assert_lower_bound(mixture_elbo, exact_log_marginal(gmm, xg)[0], n_initial=4000, n_max=16000)
     with pytest.raises(AssertionError):  # a planted bug: - log q left out (the entropy H[q] ~ 0.8 missing)
         assert_unbiased(lambda: mixture_elbo(entropy=False), exact, n_initial=4000, n_max=8000)
-
-
-def F_bcast(t, m):
-    return sv.functional.broadcast_to(t, (m,) + tuple(t.shape[1:]))
 
 
 def test_pathwise_and_score_function_gradients_against_exact_elbo_gradient():
