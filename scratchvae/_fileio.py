@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 
 def fsync_dir(folder) -> None:
@@ -44,3 +45,47 @@ def write_text_atomic(path, text: str) -> None:
             pass
         raise
     fsync_dir(folder)
+
+
+# The temporaries this package writes: ".NAME.PID.tmp" (write_text_atomic, save_image),
+# ".NAME.PID.HEX.tmp" (checkpoints) and ".NAME.PID.RANDOM.part" (downloads).
+_TEMPORARY = re.compile(r"^\..+?\.(\d+)(?:\.[A-Za-z0-9_]+)?\.(?:tmp|part)$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (``os.kill(pid, 0)``; one we may not signal counts as alive)."""
+    if pid <= 0:
+        return True  # not a PID we would ever write: leave its file alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder) -> list:
+    """Delete the temporaries in ``folder`` left by processes that died mid-write (``kill -9``, a
+    power cut): the files named like ours whose writer's PID is no longer alive.  Returns the
+    paths removed; a file that cannot be removed is left (best effort, never an error)."""
+    removed = []
+    try:
+        names = os.listdir(os.fspath(folder))
+    except OSError:
+        return removed
+    for name in names:
+        m = _TEMPORARY.match(name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        path = os.path.join(os.fspath(folder), name)
+        try:
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass
+    return removed

@@ -30,7 +30,9 @@ Every command has its own --help (e.g. `scratchvae train --help`).  See docs/tra
 TRAIN_EPILOG = """\
 A run folder (--out, default runs/<preset>-<time>) receives config.json, metrics.jsonl (one line per
 epoch), checkpoint.npz (after every epoch; Ctrl-C also saves) and figures/.  Options not given come from
---preset, then from the defaults shown.  With --resume only --epochs and --time-budget may change.
+--preset, then from the defaults shown.
+
+With --resume only --epochs, --time-budget, --data-dir, --no-verify and --keep-checkpoints may be given.
 
 Data: by default the full MNIST is used when it is in the cache (~/.cache/scratchvae/mnist), otherwise
 the embedded 10,000-image subset (a note says so); --data-dir DIR reads the four MNIST .gz files from DIR.
@@ -62,12 +64,18 @@ def _add_train(sub):
     g.add_argument("--no-validate", action="store_true",
                    help="skip the distributions' argument checks (slightly faster; NaNs are still caught)")
     g.add_argument("--eval-every", type=int, metavar="N", help="evaluate the test ELBO every N epochs (default 1)")
+    g.add_argument("--keep-checkpoints", type=int, metavar="N",
+                   help="keep the last N checkpoints (default 2: checkpoint.npz and checkpoint-prev.npz); --resume "
+                        "loads the newest that loads")
 
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=["auto", "embedded", "mnist"],
                    help="auto (default): full MNIST if cached or --data-dir is given, else the embedded subset; "
                         "mnist: full MNIST, downloading it if needed")
-    g.add_argument("--data-dir", metavar="DIR", help="folder holding the four MNIST .gz (or uncompressed) files")
+    g.add_argument("--data-dir", metavar="DIR", help="folder holding the four MNIST .gz (or uncompressed) files "
+                                                     "(with --resume: where the run's files are now)")
+    g.add_argument("--no-verify", action="store_true",
+                   help="accept MNIST .gz files in --data-dir whose sha256 is not the published one")
     g.add_argument("--binarize", choices=["grey", "dynamic", "fixed"],
                    help="pixels as grey levels in [0, 1], a fresh Bernoulli draw every epoch (dynamic, default), "
                         "or one draw fixed by the seed")
@@ -126,6 +134,11 @@ def _add_run_arg(p):
     p.add_argument("run", metavar="RUN", help="a run folder (from `scratchvae train`) or a checkpoint .npz file")
     p.add_argument("--backend", choices=["numpy", "cupy", "array_api_strict"], help="default: the run's backend")
     p.add_argument("--seed", type=int, default=0, help="seed for the sampled z (default 0)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the run's MNIST files are now (if they moved); checked against the sha256 the run "
+                        "recorded of its data")
+    p.add_argument("--no-verify", action="store_true",
+                   help="accept MNIST .gz files whose sha256 is not the published one")
     p.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -207,7 +220,9 @@ _TRAIN_KEYS = ["seed", "backend", "dtype", "time_budget", "eval_every", "data", 
                "bernoulli_on_grey", "validation", "n_train", "n_test", "hidden", "latent_dim", "activation",
                "likelihood", "gaussian_scale", "fixed_scale", "encoder_head", "init", "output_bias", "beta",
                "warmup_epochs", "free_bits", "n_samples", "epochs", "batch_size", "optimizer", "lr", "adam_eps",
-               "weight_decay", "momentum", "schedule", "step_size", "gamma", "clip_grad", "loss_reduction"]
+               "weight_decay", "momentum", "schedule", "step_size", "gamma", "clip_grad", "loss_reduction",
+               "keep_checkpoints"]
+_RESUME_KEYS = {"epochs", "time_budget", "data_dir", "verify_data", "keep_checkpoints", "figures"}
 
 
 def _cmd_train(args) -> int:
@@ -218,14 +233,18 @@ def _cmd_train(args) -> int:
         given["validate_args"] = False
     if args.no_figures:
         given["figures"] = False
+    if args.no_verify:
+        given["verify_data"] = False
     if args.resume:
-        extra = sorted(set(given) - {"epochs", "time_budget", "figures"})
+        extra = sorted(set(given) - _RESUME_KEYS)
         if args.preset or args.out or extra:
             names = ", ".join("--" + k.replace("_", "-") for k in extra + (["preset"] if args.preset else [])
                               + (["out"] if args.out else []))
-            raise ValueError(f"--resume continues the run with its saved settings; only --epochs and --time-budget "
-                             f"can change (got {names})")
-        call = {"run_dir": args.resume, "resume": True, "epochs": given.get("epochs"), "time_budget": given.get("time_budget")}
+            raise ValueError(f"--resume continues the run with its saved settings; only --epochs, --time-budget, "
+                             f"--data-dir, --no-verify and --keep-checkpoints can change (got {names})")
+        call = {"run_dir": args.resume, "resume": True, "epochs": given.get("epochs"),
+                "time_budget": given.get("time_budget"), "data_dir": given.get("data_dir"),
+                "verify_data": given.get("verify_data"), "keep_checkpoints": given.get("keep_checkpoints")}
     else:
         config = make_config(args.preset, **given)
         call = {"config": config, "run_dir": args.out}
@@ -241,10 +260,46 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _test_data(config, meta, n_test):
+def _with_data_dir(args, config, meta):
+    """The run's config with the command's --data-dir (made absolute) and --no-verify; a --data-dir
+    for a run on the embedded subset is an error."""
+    import dataclasses
+
+    changed = {}
+    if getattr(args, "data_dir", None) is not None:
+        if meta.get("data_source") == "embedded":
+            raise ValueError(f"{args.run} was trained on the embedded subset; --data-dir does not apply to it")
+        changed["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    if getattr(args, "no_verify", False):
+        changed["verify_data"] = False
+    return dataclasses.replace(config, **changed) if changed else config
+
+
+def _recorded_sha256(args, meta):
+    """The data sha256 the run recorded (its checkpoint's metadata, else its config.json)."""
+    import json
+
+    if meta.get("data_sha256") is not None:
+        return meta["data_sha256"]
+    cfg = _run_folder(args.run) / "config.json"
+    try:
+        return json.loads(cfg.read_text()).get("data_sha256") if cfg.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _test_data(args, config, meta, n_test):
+    from .data import DataNotFoundError
     from .train import load_test_data
 
-    return load_test_data(config, meta.get("data_source"), n_test=n_test)
+    config = _with_data_dir(args, config, meta)
+    try:
+        return load_test_data(config, meta.get("data_source"), n_test=n_test,
+                              expect_sha256=_recorded_sha256(args, meta))
+    except DataNotFoundError as e:
+        if config.data_dir is None or args.data_dir is not None:
+            raise
+        raise type(e)(f"{e} If the run's data moved, pass its new folder: --data-dir NEWDIR") from e
 
 
 def _check_counts(args, **minimums) -> None:
@@ -268,7 +323,7 @@ def _evaluate(args, out) -> int:
     from .train import load_run
 
     model, config, meta = load_run(args.run, backend=args.backend)
-    x, _ = _test_data(config, meta, args.n_test)
+    x, _ = _test_data(args, config, meta, args.n_test)
     result = evaluate(model, x, k=args.k, batch_size=args.batch_size, generator=Generator(args.seed),
                       progress=not args.no_progress)
     result.update({"run": str(args.run), "epoch": meta.get("epoch"), "data": meta.get("data_source"),
@@ -316,6 +371,7 @@ def _cmd_sample(args) -> int:
     out = Path(args.out) if args.out else _run_folder(args.run) / "figures" / "samples.png"
     with _writing(args.run, out, args.npy):
         model, _config, _meta = load_run(args.run, backend=args.backend)
+        _with_data_dir(args, _config, _meta)  # accepted for symmetry; sampling reads no data
         images = to_numpy(model.sample(args.n, generator=Generator(args.seed)))
         show_grid(image_grid(images, min(8, args.n)), out, f"{args.n} samples: E[x | z], z ~ p(z)")
         _log(f"wrote {out}")
@@ -335,7 +391,7 @@ def _cmd_plot(args) -> int:
     out = Path(args.out) if args.out else folder / "figures"
     with _writing(args.run, out):
         model, config, meta = load_run(args.run, backend=args.backend)
-        x, labels = _test_data(config, meta, args.n_test)
+        x, labels = _test_data(args, config, meta, args.n_test)
         what = args.what or ["reconstructions", "samples", "latent", "manifold", "curves"]
         if "manifold" in (args.what or []) and model.latent_dim != 2:
             raise ValueError(f"the manifold figure needs a 2-D latent space; this model has {model.latent_dim} dims")

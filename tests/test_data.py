@@ -538,7 +538,7 @@ def test_data_dir_override(server, fake, tmp_path, monkeypatch):
     other_arrays, other_blobs = fake_mnist(seed=9)
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         (d / name).write_bytes(other_blobs[name])
-    with pytest.raises(DataFileError, match="verify=False"):
+    with pytest.raises(DataFileError, match=r"verify=False \(Python\) or pass --no-verify \(scratchvae train, evaluate, plot\)"):
         load_mnist("train", data_dir=d)
     x, _ = load_mnist("train", data_dir=d, verify=False)
     np.testing.assert_array_equal(x, other_arrays["train-images-idx3-ubyte.gz"])
@@ -643,3 +643,37 @@ def test_validation_split():
     np.testing.assert_array_equal(va, validation_split(100, 20, seed=0)[1])
     with pytest.raises(ValueError):
         validation_split(10, 11)
+
+
+def test_part_files_of_dead_downloads_are_removed_from_the_cache(tmp_path):
+    """A download killed with kill -9 leaves .NAME.PID.XXXX.part; the next load removes those of dead PIDs."""
+    import os
+
+    cache = mnist.cache_dir()
+    cache.mkdir(parents=True)
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = cache / f".train-images-idx3-ubyte.gz.{p.pid}.k2j_x9ab.part"
+    alive = cache / f".train-images-idx3-ubyte.gz.{os.getppid()}.k2j_x9ab.part"
+    mine = cache / "notes.part"  # not named like ours: left alone
+    for f in (dead, alive, mine):
+        f.write_bytes(b"partial")
+    with pytest.raises(DataNotFoundError):
+        load_mnist("train", download=False)
+    assert not dead.exists() and alive.exists() and mine.exists()
+
+
+def test_downloads_name_their_temporary_with_the_pid(monkeypatch, tmp_path):
+    import os
+
+    seen = []
+    real = mnist.tempfile.mkstemp
+
+    def spy(**kw):
+        seen.append(kw["prefix"])
+        return real(**kw)
+
+    monkeypatch.setattr(mnist.tempfile, "mkstemp", spy)
+    with pytest.raises(Exception):
+        mnist._fetch_atomic("http://127.0.0.1:9/none", tmp_path / "f.gz", None, timeout=0.5)
+    assert seen == [f".f.gz.{os.getpid()}."] and list(tmp_path.iterdir()) == []

@@ -282,3 +282,182 @@ def test_a_failed_text_write_leaves_the_old_file_and_no_temporary(tmp_path, monk
     with pytest.raises(OSError, match="disk full"):
         _fileio.write_text_atomic(path, "new\n")
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+
+
+# -- 8. advice that can be followed, no files left behind ------------------------------------------
+
+def _params_of(path):
+    import scratchvae as sv
+
+    return sv.load(path)["model"]
+
+
+def _assert_same_params(a, b):
+    import numpy as np
+
+    pa, pb = _params_of(a), _params_of(b)
+    assert sorted(pa) == sorted(pb)
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k])
+
+
+def _temporaries(run):
+    return sorted(p.name for p in Path(run).iterdir() if p.name.endswith((".tmp", ".part")))
+
+
+def test_a_full_disk_during_a_save_names_the_file_and_says_the_last_checkpoint_is_intact(tmp_path, capsys,
+                                                                                        monkeypatch):
+    import errno
+
+    from scratchvae import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    before = (run / "checkpoint.npz").read_bytes()
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "_write_array", full)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert f"could not write {run / 'checkpoint.npz'}: no space left on the device ([Errno 28]" in err
+    assert f"the last checkpoint {run / 'checkpoint.npz'} (after epoch 1) is intact" in err
+    assert f"scratchvae train --resume {run}" in err
+    assert (run / "checkpoint.npz").read_bytes() == before and _temporaries(run) == []
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--no-figures"]) == 0
+    ref = tmp_path / "ref"
+    assert main(["train", *TINY, "--epochs", "2", "--out", str(ref)]) == 0
+    _assert_same_params(run / "checkpoint.npz", ref / "checkpoint.npz")
+
+
+def test_the_last_checkpoints_are_kept_and_resume_falls_back_to_the_newest_that_loads(tmp_path, capsys):
+    import scratchvae as sv
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "2", "--out", str(run)]) == 0
+    assert sv.checkpoint.read_metadata(run / "checkpoint-prev.npz")["epoch"] == 1
+    assert sv.checkpoint.read_metadata(run / "checkpoint.npz")["epoch"] == 2
+    data = (run / "checkpoint.npz").read_bytes()
+    (run / "checkpoint.npz").write_bytes(data[: len(data) // 2])  # damaged: the advice "use an earlier one" holds
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--k", "0", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 1
+    assert f"pass one as RUN, e.g. {run / 'checkpoint-prev.npz'}" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress", "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint.npz: scratchvae.load:" in out and "resuming from the older checkpoint" in out
+    assert "(after epoch 1) instead" in out and "resuming " + str(run) + " at epoch 2" in out
+    ref = tmp_path / "ref"
+    assert main(["train", *TINY, "--epochs", "3", "--out", str(ref)]) == 0
+    _assert_same_params(run / "checkpoint.npz", ref / "checkpoint.npz")
+    assert [json.loads(s)["epoch"] for s in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # --keep-checkpoints: 1 keeps none older, 3 keeps two older
+    for keep, names in [(1, ["checkpoint.npz"]), (3, ["checkpoint-prev.npz", "checkpoint-prev2.npz", "checkpoint.npz"])]:
+        r = tmp_path / f"keep{keep}"
+        assert main(["train", *TINY, "--epochs", "3", "--keep-checkpoints", str(keep), "--out", str(r)]) == 0
+        assert sorted(p.name for p in r.glob("checkpoint*.npz")) == names
+    assert sv.checkpoint.read_metadata(tmp_path / "keep3" / "checkpoint-prev2.npz")["epoch"] == 1
+    assert main(["train", *TINY, "--keep-checkpoints", "0", "--out", str(tmp_path / "k0")]) == 1
+
+
+def _dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_temporaries_of_dead_writers_are_removed_on_the_next_start(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    dead, alive = _dead_pid(), os.getppid()
+    stale = [f".checkpoint.npz.{dead}.0a1b2c3d.tmp", f".metrics.jsonl.{dead}.tmp", f".config.json.{dead}.tmp"]
+    for name in stale + [f".checkpoint.npz.{alive}.0a1b2c3d.tmp"]:
+        (run / name).write_bytes(b"partial")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 3 temporary file(s) left by a process that died while writing" in out
+    assert _temporaries(run) == [f".checkpoint.npz.{alive}.0a1b2c3d.tmp"]  # its writer may still be at work
+
+
+def test_a_sha256_mismatch_says_what_to_do_on_the_command_line(tmp_path, capsys):
+    import gzip
+
+    d = _write_mnist(tmp_path / "mn", gz=True)
+    capsys.readouterr()
+    assert main(["train", *TINY[2:], "--data-dir", str(d), "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "does not match the published MNIST file" in err and "pass --no-verify" in err
+    assert main(["train", *TINY[2:], "--data-dir", str(d), "--no-verify", "--out", str(tmp_path / "b")]) == 0
+    assert main(["evaluate", str(tmp_path / "b"), "--k", "0", "--no-progress"]) == 0
+    assert gzip  # the files really are .gz
+
+
+# -- 4. a relative or moved --data-dir --------------------------------------------------------------
+
+def _idx(magic, shape, payload):
+    import struct
+
+    return struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in shape) + payload
+
+
+def _write_mnist(folder, seed=0, gz=False):
+    """Small MNIST-format files (uncompressed, or .gz that are not the published ones) in ``folder``."""
+    import gzip
+
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in [("train", 200), ("t10k", 50)]:
+        imgs = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labs = rng.integers(0, 10, size=n, dtype=np.uint8)
+        for kind, arr, magic in [("images-idx3", imgs, 0x803), ("labels-idx1", labs, 0x801)]:
+            blob = _idx(magic, arr.shape, arr.tobytes())
+            name = f"{prefix}-{kind}-ubyte"
+            if gz:
+                (folder / (name + ".gz")).write_bytes(gzip.compress(blob, mtime=0))
+            else:
+                (folder / name).write_bytes(blob)
+    return folder
+
+
+def test_a_relative_data_dir_is_saved_absolute_and_a_moved_one_can_be_given_again(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_mnist(tmp_path / "mn")
+    opts = TINY[2:]  # no --data embedded
+    assert main(["train", *opts, "--data-dir", "mn", "--epochs", "1", "--out", "run"]) == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data_dir"] == str(tmp_path / "mn") and cfg["data_source"] == "mnist"
+    assert set(cfg["data_sha256"]) == {"train", "test"}
+    # another working directory: nothing is stranded
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    run = str(tmp_path / "run")
+    assert main(["evaluate", run, "--k", "0", "--no-progress"]) == 0
+    # the data moves: every command says what to pass, and takes it
+    (tmp_path / "mn").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["evaluate", run, "--k", "0", "--no-progress"]) == 1
+    assert "pass its new folder: --data-dir NEWDIR" in capsys.readouterr().err
+    moved = str(tmp_path / "moved")
+    assert main(["evaluate", run, "--k", "0", "--no-progress", "--data-dir", moved]) == 0
+    assert main(["plot", run, "--what", "curves", "reconstructions", "--data-dir", moved]) == 0
+    assert main(["sample", run, "-n", "4", "--data-dir", moved]) == 0
+    assert main(["train", "--resume", run, "--epochs", "2", "--data-dir", moved, "--no-progress", "--no-figures"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_dir"] == moved
+    # different data under the right names is refused, for every command that reads it
+    _write_mnist(tmp_path / "other", seed=1)
+    capsys.readouterr()
+    for argv in (["evaluate", run, "--k", "0", "--no-progress"], ["plot", run, "--what", "reconstructions"],
+                 ["train", "--resume", run, "--epochs", "3", "--no-progress", "--no-figures"]):
+        assert main([*argv, "--data-dir", str(tmp_path / "other")]) == 1
+        assert "are not the data this run was trained on" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_dir"] == moved
+    # a --data-dir for a run on the embedded subset is an error, not ignored
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "emb")]) == 0
+    assert main(["evaluate", str(tmp_path / "emb"), "--k", "0", "--data-dir", moved]) == 1
+    assert "embedded subset; --data-dir does not apply" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fileio import fsync_dir
+from .._fileio import fsync_dir, remove_stale_temporaries
 from .idx import DataFileError, read_idx_images, read_idx_labels
 
 __all__ = [
@@ -130,10 +130,12 @@ def _locate(name: str, data_dir, download: bool, verify: bool, timeout: float, q
                 f"Put the MNIST files there, or leave out --data-dir to use the cache ({cache_dir()}) "
                 "and download.")
         if verify and found.suffix == ".gz":
-            _verify(found, name, hint="If this is a deliberately different file, load it with verify=False.")
+            _verify(found, name, hint="If this is a deliberately different file, load it with verify=False "
+                                      "(Python) or pass --no-verify (scratchvae train, evaluate, plot).")
         return found
 
     cache = cache_dir()
+    remove_stale_temporaries(cache)  # .part files of downloads killed mid-way (their PID is dead)
     found = next(_candidates(cache, name), None)
     if found is not None:
         if not verify or found.suffix != ".gz":
@@ -197,7 +199,7 @@ def _fetch_atomic(url: str, target: Path, sha256: str | None, timeout: float) ->
     """Download ``url`` to a temporary file next to ``target``; only a verified, fsynced file is renamed over it."""
     import urllib.request
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent)
     try:
         h = hashlib.sha256()
         size = 0

@@ -25,7 +25,10 @@ from .loop import TrainingDiverged, finish_epoch, train_epoch
 from .run_folder import CHECKPOINT, FIGURES
 from .state import build_state
 
-__all__ = ["TrainResult", "Trainer", "train"]
+__all__ = ["RESUME_OPTIONS", "TrainResult", "Trainer", "train"]
+
+#: What a resume may change: none of them changes the numbers a run computes.
+RESUME_OPTIONS = ("epochs", "time_budget", "data_dir", "verify_data", "keep_checkpoints")
 
 
 @dataclass
@@ -108,8 +111,11 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir, *, resume: bool = False, progress: bool = True,
                  log=print, callback=None):
+        if config.data_dir is not None:  # absolute in config.json: the run survives a change of directory
+            config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).expanduser().resolve()))
         self.config = config.check()
         self.run_dir = Path(run_dir)
+        self._rotate_next = True
         self.resume = resume
         self.progress = progress
         self.log = log
@@ -144,19 +150,26 @@ class Trainer:
 
     def _setup(self):
         c = self.config
+        # under the lock: no other writer is alive, so temporaries of dead PIDs are garbage (kill -9 mid-save)
+        run_folder.remove_stale_temporaries(self.run_dir, self.log)
         afresh = "{} holds a run whose first epoch never finished (no {}): starting it afresh"
+        sha = None
         if self.resume and not (self.run_dir / CHECKPOINT).is_file():
             self.log(afresh.format(self.run_dir, CHECKPOINT) + f" from its {run_folder.CONFIG}")
             saved, source = None, run_folder.saved_data_source(self.run_dir)
         elif self.resume:
-            saved, meta = run_folder.load_checkpoint(self.run_dir)
+            saved, meta = run_folder.load_checkpoint(self.run_dir, log=self.log)
             source = meta.get("data_source")
+            sha = meta.get("data_sha256") or run_folder.saved_data_sha256(self.run_dir)
+            # after a fallback, checkpoint.npz is the damaged one: the next save replaces it, and the
+            # older checkpoint that loaded stays where it is
+            self._rotate_next = not meta.get("fallback")
         else:
             # again, under the lock: a run started meanwhile is not overwritten
             if run_folder.check_new(self.run_dir):
                 self.log(afresh.format(self.run_dir, CHECKPOINT))
             saved, source = None, None
-        self.data = prepare_data(c, self.log, source)
+        self.data = prepare_data(c, self.log, source, expect_sha256=sha)
         self.state = build_state(c, self.data)
         if saved is not None:
             self.state.load_state_dict(saved)
@@ -164,11 +177,11 @@ class Trainer:
                                                    restore=meta.get("last_metrics"))
             # only now, with the checkpoint and the metrics read, may a new --epochs / --time-budget
             # reach config.json (a resume that fails changes nothing)
-            run_folder.update_config(self.run_dir, {"epochs": c.epochs, "time_budget": c.time_budget})
+            run_folder.update_config(self.run_dir, {k: getattr(c, k) for k in RESUME_OPTIONS})
             self.log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, step {self.state.global_step}")
         else:
             self.metrics = []
-            run_folder.create(self.run_dir, c, self.data.source)
+            run_folder.create(self.run_dir, c, self.data.source, self.data.sha256)
 
     def _epochs(self) -> str:
         c, s = self.config, self.state
@@ -193,7 +206,10 @@ class Trainer:
             s.elapsed += t_train + t_eval
             row.update({"train_seconds": t_train, "eval_seconds": t_eval, "elapsed_seconds": s.elapsed})
             self.metrics.append(row)
-            run_folder.append_metrics(self.run_dir, row)
+            try:
+                run_folder.append_metrics(self.run_dir, row)
+            except OSError as e:
+                raise run_folder._write_failed(self.run_dir, self.run_dir / run_folder.METRICS, e) from e
             self.save()
             test = f"  test loss {row['test_loss']:.2f}" if "test_loss" in row else ""
             val = f"  val loss {row['val_loss']:.2f}" if "val_loss" in row else ""
@@ -225,7 +241,9 @@ class Trainer:
     def save(self):
         """Write the checkpoint atomically (a crash mid-write leaves the previous one intact)."""
         last = self.metrics[-1] if self.metrics else None
-        run_folder.save_checkpoint(self.run_dir, self.state, self.config, self.data.source, last_metrics=last)
+        run_folder.save_checkpoint(self.run_dir, self.state, self.config, self.data.source, last_metrics=last,
+                                   data_sha256=self.data.sha256, rotate=self._rotate_next)
+        self._rotate_next = True
 
     def epoch_of_checkpoint(self):
         return run_folder.checkpoint_epoch(self.run_dir)
@@ -257,11 +275,14 @@ class Trainer:
 
 
 def train(config: TrainConfig | dict | None = None, run_dir=None, *, resume: bool = False, epochs: int | None = None,
-          time_budget: float | None = None, progress: bool = True, log=print, callback=None) -> TrainResult:
+          time_budget: float | None = None, progress: bool = True, log=print, callback=None,
+          data_dir=None, verify_data: bool | None = None, keep_checkpoints: int | None = None) -> TrainResult:
     """Train (or, with ``resume=True``, continue) a run; returns a :class:`TrainResult`.
 
     ``config``: a TrainConfig or a dict of overrides for :func:`make_config` (ignored when resuming:
-    the run's own config.json is used, with ``epochs`` / ``time_budget`` changed if given).
+    the run's own config.json is used, with ``epochs`` / ``time_budget`` changed if given, and
+    ``data_dir`` (checked against the data sha256 the run recorded), ``verify_data`` and
+    ``keep_checkpoints``).
     Raises :class:`TrainingDiverged` on a NaN/Inf loss.
     """
     if resume:
@@ -273,6 +294,14 @@ def train(config: TrainConfig | dict | None = None, run_dir=None, *, resume: boo
             changed["epochs"] = epochs
         if time_budget is not None:
             changed["time_budget"] = time_budget
+        if data_dir is not None:
+            if run_folder.saved_data_source(run_dir) == "embedded":
+                raise ValueError(f"{run_dir} was trained on the embedded subset; --data-dir does not apply to it")
+            changed["data_dir"] = str(data_dir)
+        if verify_data is not None:
+            changed["verify_data"] = verify_data
+        if keep_checkpoints is not None:
+            changed["keep_checkpoints"] = keep_checkpoints
         if changed:  # written to config.json by the Trainer, once the checkpoint has loaded
             config = dataclasses.replace(config, **changed).check()
     else:
@@ -283,5 +312,9 @@ def train(config: TrainConfig | dict | None = None, run_dir=None, *, resume: boo
         if epochs is not None or time_budget is not None:
             config = dataclasses.replace(config, epochs=epochs or config.epochs,
                                          time_budget=time_budget if time_budget is not None else config.time_budget)
+        given = {k: v for k, v in {"data_dir": data_dir, "verify_data": verify_data,
+                                     "keep_checkpoints": keep_checkpoints}.items() if v is not None}
+        if given:
+            config = dataclasses.replace(config, **given).check()
         run_dir = run_dir or run_folder.default_run_dir(config)
     return Trainer(config, run_dir, resume=resume, progress=progress, log=log, callback=callback).run()

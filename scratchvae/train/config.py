@@ -54,6 +54,7 @@ class TrainConfig:
     # data
     data: str = "auto"
     data_dir: str | None = None
+    verify_data: bool = True
     binarize: str = "dynamic"
     bernoulli_on_grey: bool = False
     validation: int = 0
@@ -88,6 +89,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     time_budget: float | None = None
     figures: bool = True
+    keep_checkpoints: int = 2
 
     def check(self) -> TrainConfig:
         """Raise ValueError naming the first option that is out of range or inconsistent."""
@@ -97,7 +99,8 @@ class TrainConfig:
         unknown = set(self.model) - set(_MODEL_DEFAULTS) - {"min_scale"}
         if unknown:
             raise ValueError(f"unknown model option(s) {sorted(unknown)}; known: {sorted(_MODEL_DEFAULTS)}")
-        for name in ("epochs", "batch_size", "n_samples", "eval_every", "eval_batch_size", "step_size"):
+        for name in ("epochs", "batch_size", "n_samples", "eval_every", "eval_batch_size", "step_size",
+                     "keep_checkpoints"):
             check_count(name, getattr(self, name))
         for name in ("n_train", "n_test"):
             check_count(name, getattr(self, name), unset_ok=True)

@@ -16,8 +16,11 @@ releases the lock when its process exits, however it exits, so a lock is never s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +31,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, one writer
     fcntl = None
 
 from .. import checkpoint as ckpt
+from .._fileio import remove_stale_temporaries as _remove_stale
 from .._fileio import write_text_atomic
 from ..backend import get_backend, set_backend, set_default_dtype
 from ..models.vae import VAE
@@ -35,8 +39,8 @@ from .config import TrainConfig
 from .state import TrainState
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "FIGURES", "LOCK", "METRICS", "RunFolderBusy", "append_metrics", "check_new", "checkpoint_epoch",
-    "create", "default_run_dir", "load_checkpoint", "load_config", "load_run", "lock", "read_metrics", "saved_data_source",
+    "CHECKPOINT", "CONFIG", "FIGURES", "LOCK", "METRICS", "CheckpointWriteError", "RunFolderBusy", "append_metrics",
+    "check_new", "checkpoint_epoch", "checkpoint_paths", "create", "remove_stale_temporaries", "saved_data_sha256", "default_run_dir", "load_checkpoint", "load_config", "load_run", "lock", "read_metrics", "saved_data_source",
     "save_checkpoint", "update_config",
 ]
 
@@ -135,11 +139,20 @@ def saved_data_source(run_dir) -> str | None:
     return json.loads((Path(run_dir) / CONFIG).read_text()).get("data_source")
 
 
-def create(run_dir, config: TrainConfig, data_source: str) -> None:
-    """Start a run folder: config.json (the config plus where the data came from) and an empty metrics.jsonl."""
+def saved_data_sha256(run_dir) -> dict | None:
+    """The content sha256 of the run's full-MNIST splits that config.json records (None when none)."""
+    return json.loads((Path(run_dir) / CONFIG).read_text()).get("data_sha256")
+
+
+def create(run_dir, config: TrainConfig, data_source: str, data_sha256: dict | None = None) -> None:
+    """Start a run folder: config.json (the config plus where the data came from and, for full
+    MNIST, its content sha256) and an empty metrics.jsonl."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / CONFIG, {**config.to_dict(), "data_source": data_source})
+    extra = {"data_source": data_source}
+    if data_sha256 is not None:
+        extra["data_sha256"] = data_sha256
+    _write_json(run_dir / CONFIG, {**config.to_dict(), **extra})
     _write_text(run_dir / METRICS, "")
 
 
@@ -217,25 +230,127 @@ def read_metrics(run_dir, upto: int | None = None, *, log=None, restore: dict | 
 
 # -- checkpoint.npz ------------------------------------------------------------------------------
 
+def checkpoint_paths(run_dir, keep: int | None = None) -> list:
+    """The run's checkpoint files, newest first: checkpoint.npz, checkpoint-prev.npz,
+    checkpoint-prev2.npz, ... (``keep`` of them; None: those that exist, however many)."""
+    run_dir = Path(run_dir)
+    if keep is not None:
+        return [run_dir / CHECKPOINT] + [run_dir / _older(i) for i in range(1, keep)]
+    found = {}
+    for p in run_dir.glob("checkpoint-prev*.npz"):
+        m = re.fullmatch(r"checkpoint-prev(\d*)\.npz", p.name)
+        if m:
+            found[int(m.group(1) or 1)] = p
+    return [run_dir / CHECKPOINT] + [found[i] for i in sorted(found)]
+
+
+def _older(i: int) -> str:
+    return f"checkpoint-prev{'' if i == 1 else i}.npz"
+
+
+def _rotate(run_dir: Path, keep: int) -> None:
+    """Shift the kept checkpoints one place older (checkpoint-prev -> checkpoint-prev2, ...) and
+    make checkpoint-prev.npz the current checkpoint.npz, by a hard link (a copy where links are not
+    supported) renamed into place: at every moment checkpoint.npz is whole, and so is each older one."""
+    paths = checkpoint_paths(run_dir, keep)
+    if keep < 2 or not paths[0].is_file():
+        return
+    for i in range(len(paths) - 1, 1, -1):
+        if paths[i - 1].is_file():
+            os.replace(paths[i - 1], paths[i])
+    tmp = run_dir / f".{paths[1].name}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    try:
+        os.link(paths[0], tmp)
+    except OSError:
+        shutil.copyfile(paths[0], tmp)
+    os.replace(tmp, paths[1])
+
+
+class CheckpointWriteError(OSError):
+    """Writing the run folder failed (out of disk space, ...); the message names the file and says
+    which checkpoint is intact.  ``errno`` is the underlying error's."""
+
+
+def _write_failed(run_dir: Path, what: Path, e: OSError) -> CheckpointWriteError:
+    path = run_dir / CHECKPOINT
+    if path.is_file():
+        intact = (f"the last checkpoint {path} (after epoch {checkpoint_epoch(run_dir)}) is intact, and "
+                  f"no temporary file was left behind; free some space, then continue with: scratchvae train "
+                  f"--resume {run_dir}")
+    else:
+        intact = "no checkpoint had been written yet (the first epoch had not finished)"
+    cause = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    err = CheckpointWriteError(e.errno, f"could not write {what}: {cause} ({e}); {intact}")
+    return err
+
+
 def save_checkpoint(run_dir, state: TrainState, config: TrainConfig, data_source: str,
-                    last_metrics: dict | None = None) -> None:
+                    last_metrics: dict | None = None, *, data_sha256: dict | None = None,
+                    rotate: bool = True) -> None:
     """Write the checkpoint (scratchvae.checkpoint writes it atomically): the state and, as metadata,
     what ``load_run`` needs to rebuild the model without the config.json, and the metrics row of the
-    last finished epoch (``last_metrics``), which a resume puts back if metrics.jsonl lost it."""
+    last finished epoch (``last_metrics``), which a resume puts back if metrics.jsonl lost it.
+
+    The previous checkpoints are kept (``config.keep_checkpoints`` in all, checkpoint_paths) unless
+    ``rotate`` is False.  A failed write (a full disk) raises :class:`CheckpointWriteError`, naming
+    the file and saying that the last checkpoint is intact."""
+    run_dir = Path(run_dir)
     meta = {"model_config": state.model.config, "train_config": config.to_dict(), "epoch": state.epoch,
             "global_step": state.global_step, "data_source": data_source}
+    if data_sha256 is not None:
+        meta["data_sha256"] = data_sha256
     if last_metrics is not None:
         meta["last_metrics"] = last_metrics
-    ckpt.save(state.state_dict(), Path(run_dir) / CHECKPOINT, metadata=meta)
+    path = run_dir / CHECKPOINT
+    try:
+        if rotate:
+            _rotate(run_dir, config.keep_checkpoints)
+        ckpt.save(state.state_dict(), path, metadata=meta)
+    except RunFolderBusy:
+        raise
+    except OSError as e:
+        raise _write_failed(run_dir, path, e) from e
 
 
-def load_checkpoint(run_dir) -> tuple[dict, dict]:
-    """(state, metadata) of the run's checkpoint, to resume from."""
-    path = Path(run_dir) / CHECKPOINT
+def load_checkpoint(run_dir, log=None) -> tuple[dict, dict]:
+    """(state, metadata) of the run's newest checkpoint that loads, to resume from.
+
+    A checkpoint.npz that cannot be read is passed over for the newest older one that can
+    (checkpoint-prev.npz, ...), saying so through ``log`` (default: a warning); the metadata then
+    has ``"fallback": True``.  Only when none loads is it an error, naming each file and its fault."""
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: {path} does not exist (the run never finished an "
                                 "epoch or was not started)")
-    return ckpt.load(path, with_metadata=True)
+    say = log or (lambda msg: warnings.warn(msg, stacklevel=3))
+    faults = []
+    for p in checkpoint_paths(run_dir):
+        try:
+            state, meta = ckpt.load(p, with_metadata=True)
+        except (ValueError, OSError) as e:
+            faults.append((p, e))
+            continue
+        if faults:
+            bad = "; ".join(f"{q.name}: {e}" for q, e in faults)
+            say(f"warning: {bad}; resuming from the older checkpoint {p} (after epoch {meta.get('epoch')}) instead")
+            meta["fallback"] = True
+        return state, meta
+    if len(faults) == 1:
+        raise faults[0][1]
+    raise ValueError(f"cannot resume {run_dir}: none of its checkpoints loads: "
+                     + "; ".join(f"{q.name}: {e}" for q, e in faults))
+
+
+def remove_stale_temporaries(run_dir, log=None) -> list:
+    """Delete the temporaries that writers killed mid-save (``kill -9``) left in the run folder."""
+    removed = _remove_stale(run_dir)
+    if removed and log is not None:
+        log(f"note: removed {len(removed)} temporary file(s) left by a process that died while writing: "
+            + ", ".join(os.path.basename(p) for p in removed))
+    return removed
 
 
 def checkpoint_epoch(run_dir):
@@ -256,7 +371,14 @@ def load_run(path, backend: str | None = None, dtype: str | None = None):
     if not ckpt_path.is_file():
         hint = "it has no checkpoint.npz yet (no epoch finished)" if path.is_dir() else "no such file"
         raise FileNotFoundError(f"cannot load a model from {path}: {hint}")
-    state, meta = ckpt.load(ckpt_path, with_metadata=True)
+    try:
+        state, meta = ckpt.load(ckpt_path, with_metadata=True)
+    except ValueError as e:
+        older = [p for p in checkpoint_paths(path)[1:] if p.is_file()] if path.is_dir() else []
+        if not older:
+            raise
+        raise ValueError(f"{e} (the run keeps earlier checkpoints: pass one as RUN, e.g. {older[0]}; "
+                         f"`scratchvae train --resume {path}` falls back to it by itself)") from e
     if "model_config" not in meta or "train_config" not in meta:
         raise ValueError(f"{ckpt_path} is a checkpoint but not of a training run (no model/train config in it)")
     config = TrainConfig.from_dict(meta["train_config"])
