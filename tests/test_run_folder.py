@@ -461,3 +461,18 @@ def test_a_relative_data_dir_is_saved_absolute_and_a_moved_one_can_be_given_agai
     assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "emb")]) == 0
     assert main(["evaluate", str(tmp_path / "emb"), "--k", "0", "--data-dir", moved]) == 1
     assert "embedded subset; --data-dir does not apply" in capsys.readouterr().err
+
+
+def test_a_save_killed_after_its_rotation_leaves_no_temporary_on_the_next_save(tmp_path):
+    """Found by tests/test_faults.py: after a kill between the rotation and the new checkpoint,
+    checkpoint-prev.npz and checkpoint.npz are one file (a hard link); the next save's rotation
+    must not leave its temporary behind (rename(a, b) does nothing when a and b are one file)."""
+    import scratchvae as sv
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    os.link(run / "checkpoint.npz", run / "checkpoint-prev.npz")  # what the killed rotation left
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--no-figures"]) == 0
+    assert _temporaries(run) == []
+    assert sv.checkpoint.read_metadata(run / "checkpoint-prev.npz")["epoch"] == 1
+    assert sv.checkpoint.read_metadata(run / "checkpoint.npz")["epoch"] == 2

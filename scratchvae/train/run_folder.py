@@ -255,6 +255,10 @@ def _rotate(run_dir: Path, keep: int) -> None:
     paths = checkpoint_paths(run_dir, keep)
     if keep < 2 or not paths[0].is_file():
         return
+    if paths[1].is_file() and os.path.samefile(paths[0], paths[1]):
+        # a save killed after its rotation: checkpoint-prev.npz already is this checkpoint (and
+        # renaming a link over its twin would do nothing, leaving the temporary behind)
+        return
     for i in range(len(paths) - 1, 1, -1):
         if paths[i - 1].is_file():
             os.replace(paths[i - 1], paths[i])
@@ -266,6 +270,8 @@ def _rotate(run_dir: Path, keep: int) -> None:
     except OSError:
         shutil.copyfile(paths[0], tmp)
     os.replace(tmp, paths[1])
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # still there only if tmp and paths[1] were one file (rename does nothing then)
 
 
 class CheckpointWriteError(OSError):
