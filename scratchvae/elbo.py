@@ -27,7 +27,7 @@ from .distributions import Distribution, Independent, kl_divergence
 from .distributions.kl import closed_form_kl
 
 __all__ = ["ELBO", "elbo", "reconstruction", "kl_per_dim", "free_bits_kl", "iwae_bound", "LogLikelihood",
-           "log_likelihood"]
+           "log_likelihood", "encode_batch", "draw_latents", "decode_log_prob"]
 
 
 @dataclass(eq=False)
@@ -53,7 +53,8 @@ class ELBO:
 # --------------------------------------------------------------------------------------------------
 # helpers
 
-def _encode(encode, x: Tensor) -> Distribution:
+def encode_batch(encode, x: Tensor) -> Distribution:
+    """q(z|x) = encode(x), checked to hold one distribution per example (batch_shape (B,))."""
     q = encode(x)
     if not isinstance(q, Distribution):
         raise TypeError(f"encode(x) must return a Distribution q(z|x), got {type(q).__name__}")
@@ -84,7 +85,7 @@ def _log_px(decode, z: Tensor, x: Tensor) -> Tensor:
     return lp
 
 
-def _decode_log_prob(decode, z: Tensor, x: Tensor, s: int) -> Tensor:
+def decode_log_prob(decode, z: Tensor, x: Tensor, s: int) -> Tensor:
     """log p(x | z_s) of shape (S, B): decode the S*B latents at once, x repeated for each sample."""
     b = x.shape[0]
     zf = F.reshape(z, (s * b,) + tuple(z.shape[2:]))
@@ -92,7 +93,7 @@ def _decode_log_prob(decode, z: Tensor, x: Tensor, s: int) -> Tensor:
     return F.reshape(_log_px(decode, zf, xs), (s, b))
 
 
-def _rsample(q: Distribution, s: int | None, generator) -> Tensor:
+def draw_latents(q: Distribution, s: int | None, generator) -> Tensor:
     """s reparameterized draws, (s, B, latent...); s=None: one draw without the sample axis."""
     if not q.has_rsample:
         raise ValueError(
@@ -161,7 +162,7 @@ def reconstruction(x, decode, z: Tensor, n_samples: int = 1) -> Tensor:
     x = as_tensor(x)
     if n_samples == 1:  # one draw is its own average: no reshapes, no mean (the same numbers, fewer nodes)
         return _log_px(decode, z, x)
-    return F.mean(_decode_log_prob(decode, z, x, n_samples), axis=0)
+    return F.mean(decode_log_prob(decode, z, x, n_samples), axis=0)
 
 
 def kl_per_dim(q: Distribution, prior: Distribution, z: Tensor | None = None) -> Tensor | None:
@@ -218,8 +219,8 @@ def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "
     """
     s = _checked(n_samples, kl, free_bits)
     x = as_tensor(x)
-    q = _encode(encode, x)
-    z = _rsample(q, None if s == 1 else s, generator)  # (B, latent...) for one draw, else (S, B, latent...)
+    q = encode_batch(encode, x)
+    z = draw_latents(q, None if s == 1 else s, generator)  # (B, latent...) for one draw, else (S, B, latent...)
     rec = reconstruction(x, decode, z, s)
     z_kl = z if kl == "mc" else None  # the sampled KL reuses the reconstruction's draws
     per_dim = kl_per_dim(q, prior, z_kl)
@@ -238,7 +239,7 @@ def elbo(x, encode, decode, prior: Distribution, n_samples: int = 1, kl: str = "
 def _log_weights(x: Tensor, q: Distribution, decode, prior: Distribution, z: Tensor) -> Tensor:
     """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), shape (k, B)."""
     k = z.shape[0]
-    return _decode_log_prob(decode, z, x, k) + prior.log_prob(z) - q.log_prob(z)
+    return decode_log_prob(decode, z, x, k) + prior.log_prob(z) - q.log_prob(z)
 
 
 def iwae_bound(x, encode, decode, prior: Distribution, k: int, generator=None) -> Tensor:
@@ -251,8 +252,8 @@ def iwae_bound(x, encode, decode, prior: Distribution, k: int, generator=None) -
     if k < 1:
         raise ValueError(f"iwae_bound: k must be >= 1, got {k}")
     x = as_tensor(x)
-    q = _encode(encode, x)
-    z = _rsample(q, k, generator)
+    q = encode_batch(encode, x)
+    z = draw_latents(q, k, generator)
     return F.logsumexp(_log_weights(x, q, decode, prior, z), axis=0) - math.log(k)
 
 
@@ -279,7 +280,7 @@ def log_likelihood(x, encode, decode, prior: Distribution, k: int = 5000, chunk:
         raise ValueError(f"log_likelihood: k and chunk must be >= 1, got k={k}, chunk={chunk}")
     x = as_tensor(x)
     with no_grad():
-        q = _encode(encode, x)
+        q = encode_batch(encode, x)
         lse_w = lse_w2 = None
         done = 0
         while done < k:
