@@ -191,6 +191,7 @@ def save(state, path, metadata: dict | None = None, compress: bool = False) -> N
             mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
             with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as zf:
                 _write_array(zf, _META_KEY, np.array(text))
+                _fault_pause()
                 for key, arr in enc.arrays.items():
                     _write_array(zf, key, arr)
             f.flush()
@@ -203,6 +204,19 @@ def save(state, path, metadata: dict | None = None, compress: bool = False) -> N
             pass
         raise
     fsync_dir(folder)
+
+
+#: Tests only (tests/test_faults.py): seconds to sleep in the middle of writing a checkpoint's
+#: temporary file, so that a kill lands inside the save.
+FAULT_PAUSE_ENV = "SCRATCHVAE_TEST_SAVE_PAUSE"
+
+
+def _fault_pause() -> None:
+    pause = os.environ.get(FAULT_PAUSE_ENV)
+    if pause:
+        import time
+
+        time.sleep(float(pause))
 
 
 def _backend_names(devices):
