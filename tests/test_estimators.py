@@ -120,3 +120,18 @@ def test_encoder_signal_to_noise_falls_with_k_for_pathwise_and_not_for_dreg():
     assert path[1] < 0.5 * path[0], path
     assert dreg[1] > 0.8 * dreg[0], dreg
     assert dreg[1] > 2.0 * path[1], (dreg, path)
+
+
+def test_vae_iwae_objective_is_the_iwae_bound_and_trains(bk):
+    from scratchvae.models import VAE
+
+    sv.manual_seed(0)
+    model = VAE.mlp(12, (8,), 2, generator=sv.Generator(0))
+    x = (np.random.default_rng(0).random((6, 12)) < 0.5).astype(np.float32)
+    bound = model.iwae_bound(bk.tensor(x), 5, generator=sv.Generator(1))
+    for est in ("pathwise", "stl", "dreg"):
+        obj = model.iwae_objective(bk.tensor(x), 5, est, generator=sv.Generator(1))
+        np.testing.assert_allclose(bk.numpy(obj), bk.numpy(bound), rtol=1e-5)
+        model.zero_grad()
+        (-obj.mean()).backward()
+        assert all(p.grad is not None and np.isfinite(bk.numpy(p.grad)).all() for p in model.parameters())

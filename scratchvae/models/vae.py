@@ -39,6 +39,7 @@ from ..distributions import (
 from ..elbo import elbo as _elbo
 from ..elbo import iwae_bound as _iwae_bound
 from ..elbo import log_likelihood as _log_likelihood
+from ..estimators import iwae_objective as _iwae_objective
 from ..nn import MLP, Identity, Linear, Module, Parameter, init
 from ..nn.activation import ACTIVATIONS
 
@@ -407,6 +408,12 @@ class VAE(Module):
     def iwae_bound(self, x, k: int, generator=None) -> Tensor:
         """Per-example log (1/k) sum_i p(x, z_i) / q(z_i|x) (docs/elbo.md#iwae)."""
         return _iwae_bound(self._as_input(x), self.encode, self.decode, self.prior, k, generator=generator)
+
+    def iwae_objective(self, x, k: int, grad_estimator: str = "pathwise", generator=None) -> Tensor:
+        """Per-example IWAE_k valued at the bound, with the gradient of ``grad_estimator`` ("pathwise",
+        "stl" or "dreg"; scratchvae.estimators, docs/math.md#gradient-estimators-for-the-elbo-and-iwae)."""
+        return _iwae_objective(self._as_input(x), self.encode, self.decode, self.prior, k, grad_estimator,
+                               generator=generator)
 
     def log_likelihood(self, x, k: int = 5000, chunk: int = 100, generator=None):
         """Importance-sampled log p(x) with k samples, ``chunk`` at a time (docs/elbo.md#log-likelihood)."""
