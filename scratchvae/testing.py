@@ -61,6 +61,7 @@ __all__ = [
     "assert_lower_bound",
     "assert_monotone_in_k",
     "assert_unbiased",
+    "batches_for",
     "broadcastable_shape_pairs",
     "categoricals",
     "data_batches",
@@ -73,6 +74,7 @@ __all__ = [
     "gaussian_mixtures",
     "linear_gaussian_models",
     "normal_normal_models",
+    "small_vaes",
     "z_threshold",
 ]
 
@@ -324,6 +326,49 @@ def data_batches(dim, batch_size=None, elements=(-5.0, 5.0)):
     @st.composite
     def build(draw):
         return _array(draw, (int(_draw(draw, batch_size)), int(_draw(draw, dim))), *elements)
+
+    return build()
+
+
+def small_vaes(input_dim=None, latent_dim=None, hidden=None, likelihood="bernoulli", activation="tanh",
+               dtype="float64", backend=None):
+    """Strategy for small random VAEs (``VAE.mlp``): their ``encode`` and ``decode`` are the
+    encoder q(z|x) and decoder p(x|z) a user's ELBO code takes.  ``input_dim`` (default 2..8),
+    ``latent_dim`` (1..3) and ``hidden`` (a tuple of widths; default 1 or 2 layers of 2..6) are
+    values or strategies; the weights come from a drawn seed, on ``backend`` in ``dtype``."""
+    st, _ = _hyp()
+    from .models import VAE
+    from .random import Generator
+
+    input_dim = st.integers(2, 8) if input_dim is None else input_dim
+    latent_dim = st.integers(1, 3) if latent_dim is None else latent_dim
+    hidden = st.lists(st.integers(2, 6), min_size=1, max_size=2).map(tuple) if hidden is None else hidden
+
+    @st.composite
+    def build(draw):
+        seed = draw(st.integers(0, 2**31 - 1))
+        return VAE.mlp(int(_draw(draw, input_dim)), tuple(_draw(draw, hidden)), int(_draw(draw, latent_dim)),
+                       activation, likelihood=likelihood, dtype=dtype, backend=_backend(backend),
+                       generator=Generator(seed))
+
+    return build()
+
+
+def batches_for(model, batch_size=None):
+    """Strategy for a data batch that fits ``model`` (a VAE): binary (B, input_dim) images for a
+    Bernoulli likelihood, values in [-3, 3] for a Gaussian one, as float64 NumPy arrays."""
+    st, _ = _hyp()
+    batch_size = st.integers(1, 5) if batch_size is None else batch_size
+    d = int(model.config["input_dim"])
+    binary = model.config["likelihood"] == "bernoulli"
+
+    @st.composite
+    def build(draw):
+        b = int(_draw(draw, batch_size))
+        if binary:
+            bits = draw(st.lists(st.booleans(), min_size=b * d, max_size=b * d))
+            return np.asarray(bits, dtype=np.float64).reshape(b, d)
+        return _array(draw, (b, d), -3.0, 3.0)
 
     return build()
 

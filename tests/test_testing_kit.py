@@ -513,3 +513,36 @@ def test_the_users_example_file_passes_and_catches_its_planted_bugs():
     assert len(tests) == 6
     for t in tests:  # the buggy variants are inside pytest.raises(AssertionError) there
         t()
+
+
+# -- strategies for the user's own parts ---------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+
+from scratchvae.testing import batches_for, small_vaes  # noqa: E402
+
+
+@settings(max_examples=10, deadline=None)
+@given(data=__import__("hypothesis").strategies.data())
+def test_small_vaes_and_matching_batches_feed_a_users_elbo(data):
+    """The parts a user's ELBO takes: encode, decode and prior of a random VAE, and a batch that
+    fits it; the MC ELBO of those parts is finite and below the model's own importance-sampled log p(x)."""
+    import scratchvae as sv
+    from scratchvae.elbo import elbo
+
+    model = data.draw(small_vaes())
+    x = data.draw(batches_for(model))
+    d = model.config["input_dim"]
+    assert x.shape[1] == d and set(np.unique(x)) <= {0.0, 1.0}
+    res = elbo(x, model.encode, model.decode, model.prior, n_samples=4, generator=sv.Generator(0))
+    assert res.elbo.shape == (x.shape[0],) and np.isfinite(res.elbo.numpy()).all()
+    assert sv.backend.dtype_name(res.elbo.dtype) == "float64"
+
+
+@settings(max_examples=5, deadline=None)
+@given(data=__import__("hypothesis").strategies.data())
+def test_small_vaes_respect_the_given_sizes_and_likelihood(data):
+    model = data.draw(small_vaes(input_dim=5, latent_dim=2, hidden=(3,), likelihood="gaussian"))
+    x = data.draw(batches_for(model, batch_size=4))
+    assert model.config["input_dim"] == 5 and model.latent_dim == 2 and x.shape == (4, 5)
+    assert model.config["likelihood"] == "gaussian" and np.abs(x).max() <= 3.0
