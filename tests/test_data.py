@@ -338,6 +338,7 @@ def fake(monkeypatch):
     arrays, blobs = fake_mnist()
     for name, blob in blobs.items():
         monkeypatch.setitem(mnist.SHA256, name, hashlib.sha256(blob).hexdigest())
+        monkeypatch.setitem(mnist.SHA256_RAW, name[:-3], hashlib.sha256(gzip.decompress(blob)).hexdigest())
     return arrays, blobs
 
 
@@ -440,7 +441,9 @@ def test_download_falls_back_to_next_mirror(server, fake, monkeypatch, capsys):
     x, y = load_mnist("test", timeout=5)
     np.testing.assert_array_equal(y, arrays["t10k-labels-idx1-ubyte.gz"])
     assert server.hits[:2] == ["/missing/t10k-images-idx3-ubyte.gz", "/good/t10k-images-idx3-ubyte.gz"]
-    assert "downloading http://127.0.0.1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "downloading t10k-images-idx3-ubyte.gz from the mirror http://127.0.0.1" in err
+    assert "B/s" in err  # the bar of bytes received
 
 
 def test_corrupted_download_leaves_nothing(server, fake, monkeypatch):
@@ -549,11 +552,13 @@ def test_mismatched_image_and_label_files(tmp_path):
     d.mkdir()
     write_idx(d / "t10k-images-idx3-ubyte", np.zeros((5, 28, 28), np.uint8))
     write_idx(d / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    with pytest.raises(DataFileError, match="does not match the published MNIST file"):
+        load_mnist("test", data_dir=d)  # uncompressed files are checked against their sha256 too
     with pytest.raises(DataFileError, match="5 images but .* 4 labels"):
-        load_mnist("test", data_dir=d)
+        load_mnist("test", data_dir=d, verify=False)
     write_idx(d / "t10k-images-idx3-ubyte", np.zeros((4, 16, 16), np.uint8))
     with pytest.raises(DataFileError, match="28 x 28"):
-        load_mnist("test", data_dir=d)
+        load_mnist("test", data_dir=d, verify=False)
 
 
 @needs_shared
@@ -677,3 +682,17 @@ def test_downloads_name_their_temporary_with_the_pid(monkeypatch, tmp_path):
     with pytest.raises(Exception):
         mnist._fetch_atomic("http://127.0.0.1:9/none", tmp_path / "f.gz", None, timeout=0.5)
     assert seen == [f".f.gz.{os.getpid()}."] and list(tmp_path.iterdir()) == []
+
+
+@needs_shared
+def test_uncompressed_real_files_pass_their_sha256(tmp_path):
+    d = tmp_path / "raw"
+    d.mkdir()
+    for name in mnist.FILES["test"]:
+        (d / name[:-3]).write_bytes(gzip.decompress((SHARED_MNIST / name).read_bytes()))
+    x, y = load_mnist("test", data_dir=d)  # verified against SHA256_RAW
+    assert x.shape == (10_000, 28, 28) and y[:5].tolist() == [7, 2, 1, 0, 4]
+    raw = d / "t10k-labels-idx1-ubyte"
+    raw.write_bytes(raw.read_bytes()[:-1] + b"\x00")  # one label changed: still a valid IDX file
+    with pytest.raises(DataFileError, match="does not match the published MNIST file"):
+        load_mnist("test", data_dir=d)

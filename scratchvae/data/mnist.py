@@ -25,7 +25,7 @@ from .._fileio import fsync_dir, remove_stale_temporaries
 from .idx import DataFileError, read_idx_images, read_idx_labels
 
 __all__ = [
-    "FILES", "SHA256", "DEFAULT_MIRRORS", "MIRRORS_ENV", "DataNotFoundError",
+    "FILES", "SHA256", "SHA256_RAW", "DEFAULT_MIRRORS", "MIRRORS_ENV", "DataNotFoundError",
     "cache_dir", "mirrors", "load_mnist", "mnist_available", "sha256_file",
 ]
 
@@ -40,6 +40,14 @@ SHA256 = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
+# sha256 of the same files uncompressed (a cache or --data-dir may hold those instead).
+SHA256_RAW = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
 # Public mirrors of the original .gz files (LeCun's own site now often refuses scripted downloads).
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -129,8 +137,8 @@ def _locate(name: str, data_dir, download: bool, verify: bool, timeout: float, q
                 f"{name} (or its uncompressed version {name[:-3]}) is not in the data folder {folder}. "
                 f"Put the MNIST files there, or leave out --data-dir to use the cache ({cache_dir()}) "
                 "and download.")
-        if verify and found.suffix == ".gz":
-            _verify(found, name, hint="If this is a deliberately different file, load it with verify=False "
+        if verify:
+            _verify(found, found.name, hint="If this is a deliberately different file, load it with verify=False "
                                       "(Python) or pass --no-verify (scratchvae train, evaluate, plot).")
         return found
 
@@ -138,10 +146,10 @@ def _locate(name: str, data_dir, download: bool, verify: bool, timeout: float, q
     remove_stale_temporaries(cache)  # .part files of downloads killed mid-way (their PID is dead)
     found = next(_candidates(cache, name), None)
     if found is not None:
-        if not verify or found.suffix != ".gz":
+        if not verify:
             return found
         try:
-            _verify(found, name)
+            _verify(found, found.name)
             return found
         except DataFileError as e:
             if not download or not mirrors():
@@ -154,7 +162,8 @@ def _locate(name: str, data_dir, download: bool, verify: bool, timeout: float, q
 
 
 def _verify(path: Path, name: str, hint: str = "Delete it; it will be downloaded again.") -> None:
-    expected = SHA256.get(name)
+    """Check a .gz file, or its uncompressed version, against its published (or derived) sha256."""
+    expected = SHA256.get(name, SHA256_RAW.get(name))
     if expected is None:
         return
     got = sha256_file(path)
@@ -184,9 +193,9 @@ def _download(name: str, cache: Path, timeout: float, quiet: bool) -> Path:
     for base in bases:
         url = base.rstrip("/") + "/" + name
         if not quiet:
-            print(f"scratchvae: downloading {url}", file=sys.stderr)
+            print(f"scratchvae: downloading {name} from the mirror {base}", file=sys.stderr)
         try:
-            _fetch_atomic(url, target, SHA256.get(name), timeout)
+            _fetch_atomic(url, target, SHA256.get(name), timeout, progress=not quiet)
             return target
         except (OSError, ValueError, http.client.HTTPException) as e:
             # URLError, HTTPError and timeouts are OSErrors; a connection cut mid-body is an HTTPException.
@@ -195,8 +204,9 @@ def _download(name: str, cache: Path, timeout: float, quiet: bool) -> Path:
                                           + f"\nThe cache ({cache}) was left unchanged"))
 
 
-def _fetch_atomic(url: str, target: Path, sha256: str | None, timeout: float) -> None:
-    """Download ``url`` to a temporary file next to ``target``; only a verified, fsynced file is renamed over it."""
+def _fetch_atomic(url: str, target: Path, sha256: str | None, timeout: float, progress: bool = False) -> None:
+    """Download ``url`` to a temporary file next to ``target``; only a verified, fsynced file is renamed
+    over it.  ``progress``: a tqdm bar of the bytes received, on stderr."""
     import urllib.request
 
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent)
@@ -204,12 +214,17 @@ def _fetch_atomic(url: str, target: Path, sha256: str | None, timeout: float) ->
         h = hashlib.sha256()
         size = 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            bar = _bytes_bar(resp.headers.get("Content-Length"), target.name) if progress else None
             for chunk in iter(lambda: resp.read(1 << 16), b""):
+                if bar is not None:
+                    bar.update(len(chunk))
                 size += len(chunk)
                 if size > _MAX_DOWNLOAD_BYTES:
                     raise ValueError(f"more than {_MAX_DOWNLOAD_BYTES} bytes; not an MNIST file")
                 h.update(chunk)
                 out.write(chunk)
+            if bar is not None:
+                bar.close()
             out.flush()
             os.fsync(out.fileno())
             # http.client does not complain when a chunked read meets an early end of the connection.
@@ -228,6 +243,14 @@ def _fetch_atomic(url: str, target: Path, sha256: str | None, timeout: float) ->
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+
+
+def _bytes_bar(length, name: str):
+    from tqdm import tqdm
+
+    total = int(length) if length is not None and str(length).isdigit() else None
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr,
+                leave=False)
 
 
 def _check_content(paths, images: np.ndarray, labels: np.ndarray) -> None:

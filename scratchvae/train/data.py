@@ -65,7 +65,8 @@ def _resolve_source(config: TrainConfig, log) -> str:
 def _load_split(source: str, split: str, config: TrainConfig):
     if source == "embedded":
         return load_embedded(split, flatten=True)
-    return load_mnist(split, data_dir=config.data_dir, flatten=True, quiet=True, verify=config.verify_data)
+    # Not quiet: a first download of full MNIST takes a while, and shows its mirror and a bar of bytes.
+    return load_mnist(split, data_dir=config.data_dir, flatten=True, quiet=False, verify=config.verify_data)
 
 
 def data_sha256(images: np.ndarray, labels: np.ndarray) -> str:
