@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
 
 
 def fsync_dir(folder) -> None:
@@ -23,18 +25,23 @@ def fsync_dir(folder) -> None:
         os.close(fd)
 
 
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old file or the new one, never a mix.
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w"):
+    """A file opened for writing whose content replaces ``path`` only when the block succeeds, so a
+    reader (or a crash) sees the old file or the new one, never a mix.
 
-    The text goes to a temporary name in the same folder, is flushed to disk, and is renamed over
-    ``path``; the folder is then fsynced so that the rename itself survives a power cut.
+    It is a temporary ``.NAME.PID.HEX.tmp`` in the same folder (created exclusively: never another
+    writer's), flushed to disk, renamed over ``path``, and the folder fsynced so that the rename
+    itself survives a power cut; on any failure the temporary is removed and the old file stays.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL: never clobber another writer's temp file; mode 0o666 lets the umask decide, as open() does.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -47,8 +54,14 @@ def write_text_atomic(path, text: str) -> None:
     fsync_dir(folder)
 
 
-# The temporaries this package writes: ".NAME.PID.tmp" (write_text_atomic, save_image),
-# ".NAME.PID.HEX.tmp" (checkpoints) and ".NAME.PID.RANDOM.part" (downloads).
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see atomic_write)."""
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+# The temporaries this package writes: ".NAME.PID.HEX.tmp" (atomic_write: checkpoints, text files,
+# images) and ".NAME.PID.RANDOM.part" (downloads).
 _TEMPORARY = re.compile(r"^\..+?\.(\d+)(?:\.[A-Za-z0-9_]+)?\.(?:tmp|part)$")
 
 

@@ -17,13 +17,12 @@ import datetime
 import json
 import os
 import re
-import secrets
 import zipfile
 import zlib
 
 import numpy as np
 
-from ._fileio import fsync_dir
+from ._fileio import atomic_write
 from .autograd import Tensor
 from .backend import backend_of, device_of
 
@@ -182,28 +181,13 @@ def save(state, path, metadata: dict | None = None, compress: bool = False) -> N
         raise TypeError(f"scratchvae.save: the metadata must be JSON-serialisable (numbers, strings, lists, "
                         f"dicts): {e}") from e
 
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL: never clobber another writer's temp file; mode 0o666 lets the umask decide, as open() does.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-            with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as zf:
-                _write_array(zf, _META_KEY, np.array(text))
-                _fault_pause()
-                for key, arr in enc.arrays.items():
-                    _write_array(zf, key, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(folder)
+    with atomic_write(path, "wb") as f:
+        mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as zf:
+            _write_array(zf, _META_KEY, np.array(text))
+            _fault_pause()
+            for key, arr in enc.arrays.items():
+                _write_array(zf, key, arr)
 
 
 #: Tests only (tests/test_faults.py): seconds to sleep in the middle of writing a checkpoint's

@@ -5,11 +5,11 @@ arguments (``nrow`` images per row, ``padding`` pixels between them, ``normalize
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ._fileio import atomic_write
 from .backend import to_numpy
 
 __all__ = ["make_grid", "save_image"]
@@ -58,8 +58,7 @@ def save_image(images, fp, nrow: int = 8, padding: int = 2, normalize: bool = Fa
     grid = make_grid(images, nrow, padding, normalize, value_range, pad_value)
     path = Path(fp)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pixels = grid[..., 0] if grid.shape[-1] == 1 else grid
-    imsave(tmp, pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0.0, vmax=1.0, format="png")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        imsave(f, pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0.0, vmax=1.0, format="png")
     return path
