@@ -8,11 +8,9 @@ noisy) and ``thorough`` (HYPOTHESIS_PROFILE=thorough for local runs).
 
 import os
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-import scratchvae as sv
 from scratchvae import backend as B
 
 settings.register_profile(
@@ -54,28 +52,8 @@ BACKENDS = [
 ]
 
 
-class BackendHelper:
-    """What a test needs to run on one backend: make tensors from NumPy data, read them back."""
-
-    def __init__(self, name):
-        self.name = name
-        self.backend = B.set_backend(name)
-        self.xp = self.backend.xp
-
-    def tensor(self, a, requires_grad=False, dtype=None):
-        a = np.asarray(a)
-        if dtype is None and a.dtype.kind == "f":
-            dtype = a.dtype.name
-        return sv.tensor(self.backend.from_numpy(a, dtype), requires_grad=requires_grad)
-
-    def array(self, a, dtype=None):
-        return self.backend.from_numpy(np.asarray(a), dtype)
-
-    def numpy(self, x):
-        return sv.to_numpy(x)
-
-    def __repr__(self):
-        return f"BackendHelper({self.name!r})"
+# The same helper the shipped pytest plugin's ``sv_backend`` fixture yields (one copy, in the package).
+from scratchvae.pytest_plugin import SvBackend as BackendHelper  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
