@@ -44,6 +44,7 @@ class ELBO:
     kl: Tensor
     kl_per_dim: Tensor | None
     objective: Tensor
+    iwae: Tensor | None = None  # IWAE_k from the same draws, where the objective computed it
 
     def loss(self) -> Tensor:
         """-mean over the batch of the objective (a scalar to call backward() on)."""

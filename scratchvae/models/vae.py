@@ -40,6 +40,7 @@ from ..elbo import elbo as _elbo
 from ..elbo import iwae_bound as _iwae_bound
 from ..elbo import log_likelihood as _log_likelihood
 from ..estimators import iwae_objective as _iwae_objective
+from ..estimators import training_objective as _training_objective
 from ..nn import MLP, Identity, Linear, Module, Parameter, init
 from ..nn.activation import ACTIVATIONS
 
@@ -392,13 +393,9 @@ class VAE(Module):
         """The per-example ELBO and its parts (``scratchvae.elbo.elbo``, docs/elbo.md#the-elbo).
 
         ``beta`` must be finite and >= 0 and ``free_bits`` finite and >= 0 (ValueError otherwise)."""
-        if beta != 1.0 and not (isinstance(beta, numbers.Real) and not isinstance(beta, bool)
-                                and math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"VAE.elbo: beta must be a finite number >= 0 (the KL's weight), got {beta!r}")
-        if free_bits != 0 and not (isinstance(free_bits, numbers.Real) and not isinstance(free_bits, bool)
-                                   and math.isfinite(free_bits) and free_bits >= 0):
-            raise ValueError(f"VAE.elbo: free_bits must be a finite number >= 0 (nats per latent dimension), "
-                             f"got {free_bits!r}")
+        for name, v, what in (("beta", beta, "the KL's weight"), ("free_bits", free_bits, "nats per latent dimension")):
+            if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"VAE.elbo: {name} must be a finite number >= 0 ({what}), got {v!r}")
         return _elbo(self._as_input(x), self.encode, self.decode, self.prior, n_samples=n_samples, kl=kl,
                      beta=beta, free_bits=free_bits, generator=generator)
 
@@ -410,10 +407,18 @@ class VAE(Module):
         return _iwae_bound(self._as_input(x), self.encode, self.decode, self.prior, k, generator=generator)
 
     def iwae_objective(self, x, k: int, grad_estimator: str = "pathwise", generator=None) -> Tensor:
-        """Per-example IWAE_k valued at the bound, with the gradient of ``grad_estimator`` ("pathwise",
-        "stl" or "dreg"; scratchvae.estimators, docs/math.md#gradient-estimators-for-the-elbo-and-iwae)."""
+        """Per-example IWAE_k with the gradient of ``grad_estimator`` (scratchvae.estimators.iwae_objective)."""
         return _iwae_objective(self._as_input(x), self.encode, self.decode, self.prior, k, grad_estimator,
                                generator=generator)
+
+    def training_objective(self, x, objective: str = "elbo", k: int = 1, grad_estimator: str = "pathwise",
+                           beta: float = 1.0, free_bits: float = 0.0, generator=None):
+        """What training maximizes ("elbo" or "iwae" with k draws) and the true bound's parts, an ELBO
+        (scratchvae.estimators.training_objective, docs/math.md#gradient-estimators-for-the-elbo-and-iwae)."""
+        if objective == "elbo" and grad_estimator == "pathwise":
+            return self.elbo(x, n_samples=k, beta=beta, free_bits=free_bits, generator=generator)
+        return _training_objective(self._as_input(x), self.encode, self.decode, self.prior, objective, k,
+                                   grad_estimator, beta, free_bits, generator)
 
     def log_likelihood(self, x, k: int = 5000, chunk: int = 100, generator=None):
         """Importance-sampled log p(x) with k samples, ``chunk`` at a time (docs/elbo.md#log-likelihood)."""

@@ -31,7 +31,8 @@ def check_count(name: str, value, minimum: int = 1, unset_ok: bool = False):
 _FLOATS = ("lr", "beta", "warmup_epochs", "free_bits", "adam_eps", "weight_decay", "momentum", "gamma", "clip_grad")
 
 _MODEL_DEFAULTS = {"hidden": [400], "latent_dim": 20, "activation": "relu", "likelihood": "bernoulli",
-                   "gaussian_scale": "learned", "fixed_scale": 0.1, "encoder_head": "log_var", "init": "pytorch"}
+                   "gaussian_scale": "learned", "fixed_scale": 0.1, "encoder_head": "log_var", "init": "pytorch",
+                   "hidden2": [], "latent_dim2": 0}  # latent_dim2 > 0: a second stochastic layer z1 -> z2
 _CHOICES = {
     "data": ("auto", "embedded", "mnist"),
     "binarize": ("grey", "dynamic", "fixed"),
@@ -39,6 +40,8 @@ _CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("constant", "step", "iwae"),
     "loss_reduction": ("mean", "sum"),
+    "objective": ("elbo", "iwae"),
+    "grad_estimator": ("pathwise", "stl", "dreg"),
     "backend": ("numpy", "cupy", "array_api_strict"),
     "dtype": ("float32", "float64"),
 }
@@ -64,7 +67,9 @@ class TrainConfig:
     beta: float = 1.0
     warmup_epochs: float = 0.0
     free_bits: float = 0.0
-    n_samples: int = 1
+    n_samples: int = 1          # k: the draws per image, averaged (elbo) or importance-weighted (iwae)
+    objective: str = "elbo"
+    grad_estimator: str = "pathwise"
     # optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -122,6 +127,14 @@ class TrainConfig:
                 raise ValueError(f"{name} is out of range: {value!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if (self.objective, self.grad_estimator) == ("elbo", "dreg"):
+            raise ValueError("grad_estimator 'dreg' is the IWAE bound's estimator; use --objective iwae, or 'stl' "
+                             "for the ELBO")
+        if (self.objective, self.grad_estimator) != ("elbo", "pathwise") and (
+                self.beta != 1.0 or self.warmup_epochs or self.free_bits):
+            raise ValueError(f"beta, warm-up and free bits weight the analytic KL of the pathwise ELBO; objective "
+                             f"{self.objective!r} with grad_estimator {self.grad_estimator!r} has no separate KL "
+                             "term: leave them at 1, 0 and 0")
         m = self.model
         if m.get("likelihood", "bernoulli") == "bernoulli" and self.binarize == "grey" and not self.bernoulli_on_grey:
             raise ValueError(

@@ -48,6 +48,9 @@ class HostNoise:
 
 def build_model(config: TrainConfig, data: Data | None = None, generator=None) -> VAE:
     m = dict(config.model)
+    if m.pop("latent_dim2", 0):
+        raise NotImplementedError("two stochastic layers are not built yet")
+    m.pop("hidden2", None)
     model = VAE.mlp(input_dim=784, **m, allow_grey=config.grey_bernoulli and config.bernoulli_on_grey,
                     validate_args=None if config.validate_args else False,
                     dtype=config.dtype, backend=get_backend(), generator=generator)
