@@ -1,18 +1,24 @@
-"""Reproduce the two MNIST numbers reported in README.md (docs/training.md#the-reported-numbers).
+"""Reproduce the MNIST numbers reported in README.md (docs/training.md#the-reported-numbers).
 
 1. ``pytorch-example``: the preset for 10 epochs on the full MNIST; the test loss per image after
    every epoch (one sampled z per image, as pytorch/examples computes it; anchor ~105.5 nats after
    epoch 10) and the seconds per training epoch.
-2. ``iwae-paper``: the preset shortened to a time budget (``--budget-minutes``, default 60: training
-   stops after the last epoch that fits), then the test NLL by importance sampling with k = 5000
-   (the paper's full 3280-epoch schedule reaches 86.76 nats).
+2. ``table``: the IWAE paper's table (Burda, Grosse & Salakhutdinov 2016) in a budget.  Each row is
+   the paper's recipe (the ``iwae-paper`` / ``iwae-paper-2layer`` presets: dynamic binarization,
+   Adam, the 3^i-epoch schedule) truncated to the same ``--budget-minutes`` of this process's CPU
+   time (``--budget-clock cpu``, so rows run side by side on a shared machine get the same compute),
+   then the test NLL by importance sampling with k = ``--k`` (5000) on all 10,000 test images.
 
-Writes ``OUT/results.json`` and ``OUT/results.md`` (a markdown table), plus one run folder per
-experiment (``OUT/pytorch-example``, ``OUT/iwae-paper``) that ``scratchvae evaluate`` / ``plot`` read.
+   rows: vae-k1, vae-k5, iwae-k5, iwae-k5-dreg (one stochastic layer), vae2-k1, iwae2-k5 (two).
 
-    python benchmarks/mnist_results.py                          # both, full length
+Each row writes its own run folder and ``OUT/ROW/row.json``; ``OUT/results.md`` (the table, rebuilt
+from every finished row) and ``OUT/curves.png`` (test -IWAE_k per epoch against CPU minutes).
+
+    python benchmarks/mnist_results.py --blas-threads 1                       # everything, one after another
+    python benchmarks/mnist_results.py --only table --rows vae-k1,iwae-k5 --blas-threads 1   # some rows
+    python benchmarks/mnist_results.py --only table --report                  # rebuild the table only
     python benchmarks/mnist_results.py --only pytorch-example --epochs 1     # a quick check
-    python benchmarks/mnist_results.py --only iwae-paper --budget-minutes 2 --k 100 --n-test 1000
+    python benchmarks/mnist_results.py --only table --rows vae-k1 --budget-minutes 1 --k 100 --n-test 500
 
 The full MNIST files are taken from --data-dir, else ../shared/data/mnist next to the repository
 when present, else the user cache (downloading them if needed).
@@ -31,18 +37,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 PYTORCH_ANCHOR = [127.30, 115.79, 112.22, 109.64, 108.54, 107.70, 107.07, 106.66, 106.04, 105.56]
-IWAE_ANCHOR = 86.76
+
+# name: (label, preset, overrides, the paper's test NLL (3280 epochs), or None where the paper has none)
+ROWS = {
+    "vae-k1": ("VAE, k=1", "iwae-paper", {"objective": "elbo", "n_samples": 1}, 86.76),
+    "vae-k5": ("VAE, k=5", "iwae-paper", {"objective": "elbo", "n_samples": 5}, 86.47),
+    "iwae-k5": ("IWAE, k=5", "iwae-paper", {"objective": "iwae", "n_samples": 5}, 85.54),
+    "iwae-k5-dreg": ("IWAE, k=5, DReG", "iwae-paper", {"objective": "iwae", "n_samples": 5,
+                                                        "grad_estimator": "dreg"}, None),
+    "vae2-k1": ("2 layers: VAE, k=1", "iwae-paper-2layer", {"objective": "elbo", "n_samples": 1}, 85.33),
+    "iwae2-k5": ("2 layers: IWAE, k=5", "iwae-paper-2layer", {"objective": "iwae", "n_samples": 5}, 83.89),
+}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", choices=["pytorch-example", "iwae-paper"], help="run one experiment only")
+    p.add_argument("--only", choices=["pytorch-example", "table"], help="run one experiment only")
+    p.add_argument("--rows", help=f"comma-separated table rows (default all: {','.join(ROWS)})")
+    p.add_argument("--report", action="store_true", help="only rebuild the table from the finished rows")
+    p.add_argument("--curve-n-test", type=int, default=1000,
+                   help="test images for the per-epoch ELBO / IWAE_k curve during training (default 1000)")
     p.add_argument("--data-dir", help="folder with the four MNIST .gz files")
     p.add_argument("--out", default=str(ROOT / "results" / "mnist"), help="output folder (default results/mnist)")
     p.add_argument("--epochs", type=int, default=10, help="pytorch-example epochs (default 10)")
-    p.add_argument("--budget-minutes", type=float, default=60.0, help="iwae-paper training budget (default 60)")
-    p.add_argument("--k", type=int, default=5000, help="importance samples for the iwae-paper NLL (default 5000)")
-    p.add_argument("--n-test", type=int, help="evaluate the NLL on the first N test images only")
+    p.add_argument("--budget-minutes", type=float, default=15.0,
+                   help="CPU minutes of training (+ its per-epoch evaluation) per table row (default 15)")
+    p.add_argument("--k", type=int, default=5000, help="importance samples for the test NLL (default 5000)")
+    p.add_argument("--n-test", type=int, help="evaluate the NLL on the first N test images only (default all)")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--blas-threads", type=int,
                    help="set OPENBLAS/OMP/MKL_NUM_THREADS before NumPy loads (1 is often fastest on a busy machine)")
@@ -74,7 +95,7 @@ def main(argv=None) -> int:
     if results_path.is_file():
         results = {**json.loads(results_path.read_text()), "environment": env}
 
-    def run(name, **over):
+    def run(name, preset=None, **over):
         folder = out / name
         common = {"data": "mnist", "data_dir": data_dir, "backend": args.backend, "figures": True}
         t0 = time.perf_counter()
@@ -84,7 +105,7 @@ def main(argv=None) -> int:
             r = train(run_dir=folder, resume=True, epochs=over.get("epochs"), time_budget=over.get("time_budget"),
                       progress=not args.no_progress)
         else:
-            r = train(make_config(name, **common, **over), folder, progress=not args.no_progress)
+            r = train(make_config(preset or name, **common, **over), folder, progress=not args.no_progress)
         return r, time.perf_counter() - t0
 
     if args.only in (None, "pytorch-example"):
@@ -100,27 +121,71 @@ def main(argv=None) -> int:
         }
         _write(out, results)
 
-    if args.only in (None, "iwae-paper"):
-        r, wall = run("iwae-paper", time_budget=args.budget_minutes)
-        m = r.metrics
-        x, _ = load_test_data(load_config(out / "iwae-paper"), "mnist", n_test=args.n_test)
-        t0 = time.perf_counter()
-        ev = evaluate(r.model, x, k=args.k, generator=Generator(0), progress=not args.no_progress)
-        results["iwae-paper"] = {
-            "command": f"scratchvae train --preset iwae-paper --data-dir DIR --time-budget {args.budget_minutes:g}"
-                       f" && scratchvae evaluate RUN --k {args.k}",
-            "budget_minutes": args.budget_minutes, "epochs_reached": r.epochs_done, "status": r.status,
-            "train_minutes": sum(row["train_seconds"] for row in m) / 60,
-            "elapsed_minutes": m[-1]["elapsed_seconds"] / 60 if m else 0.0,
-            "mean_seconds_per_epoch": sum(row["train_seconds"] for row in m) / max(len(m), 1),
-            "test_nll": ev["nll"], "test_nll_stderr": ev["nll_stderr"], "k": args.k, "n_test": ev["n"],
-            "test_elbo": ev["elbo"], "active_units": ev["active_units"], "ess_mean": ev["ess_mean"],
-            "eval_minutes": (time.perf_counter() - t0) / 60, "anchor_nll_full_schedule": IWAE_ANCHOR,
-            "wall_seconds": wall,
-        }
+    if args.only in (None, "table"):
+        names = list(ROWS) if not args.rows else args.rows.split(",")
+        unknown = [n for n in names if n not in ROWS]
+        if unknown:
+            raise SystemExit(f"unknown row(s) {unknown}; rows: {', '.join(ROWS)}")
+        for name in names if not args.report else []:
+            if (out / name / "row.json").is_file() and not args.resume:
+                print(f"{name}: done already ({out / name / 'row.json'}); delete it to run again")
+                continue
+            label, preset, over, _ = ROWS[name]
+            r, wall = run(name, preset=preset, time_budget=args.budget_minutes, budget_clock="cpu",
+                          n_test=args.curve_n_test, **over)
+            m = r.metrics
+            x, _ = load_test_data(load_config(out / name), "mnist", n_test=args.n_test or 10**9)
+            t0 = time.perf_counter()
+            ev = evaluate(r.model, x, k=args.k, generator=Generator(0), progress=not args.no_progress)
+            row = {"name": name, "label": label, "preset": preset, "overrides": over,
+                   "command": f"scratchvae train --preset {preset} --data-dir DIR "
+                              + " ".join(f"--{k.replace('_', '-') if k != 'n_samples' else 'k'} {v}"
+                                         for k, v in over.items())
+                              + f" --time-budget {args.budget_minutes:g} --budget-clock cpu"
+                              + f" --n-test {args.curve_n_test}"
+                              + f" && scratchvae evaluate RUN --k {args.k} --n-test {ev['n']}",
+                   "budget_cpu_minutes": args.budget_minutes, "epochs_reached": r.epochs_done, "status": r.status,
+                   "cpu_minutes": sum(row.get("cpu_seconds", 0.0) for row in m) / 60,
+                   "wall_minutes": wall / 60, "test_nll": ev["nll"], "test_nll_stderr": ev["nll_stderr"],
+                   "k": args.k, "n_test": ev["n"], "test_elbo": ev["elbo"], "active_units": ev["active_units"],
+                   "active_units_z2": ev.get("active_units_z2"), "latent_dim": ev["latent_dim"],
+                   "ess_mean": ev["ess_mean"], "eval_minutes": (time.perf_counter() - t0) / 60,
+                   "paper_nll": ROWS[name][3],
+                   "curve": [{"epoch": row["epoch"], "cpu_minutes": sum(q.get("cpu_seconds", 0.0)
+                                                                        for q in m[: i + 1]) / 60,
+                              "test_elbo": row.get("test_elbo"), "test_iwae": row.get("test_iwae"),
+                              "train_elbo": row.get("train_elbo")} for i, row in enumerate(m)]}
+            (out / name / "row.json").write_text(json.dumps(row, indent=2) + "\n")
+        results["table"] = {n: json.loads((out / n / "row.json").read_text()) for n in ROWS
+                            if (out / n / "row.json").is_file()}
+        results["table_k_curve_n_test"] = args.curve_n_test
         _write(out, results)
+        _curves(out, results["table"])
     print((out / "results.md").read_text())
     return 0
+
+
+def _curves(out: Path, table: dict) -> None:
+    """test -IWAE_k (k of the row's training) per epoch against CPU minutes, one line per row."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in table.values():
+        pts = [(c["cpu_minutes"], -c["test_iwae"]) for c in row["curve"] if c.get("test_iwae") is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=row["label"])
+    ax.set_xlabel("CPU minutes of training")
+    ax.set_ylabel("test -IWAE_k (nats; k of the row's training)")
+    ax.set_ylim(top=110)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
 
 
 def _write(out: Path, results: dict) -> None:
@@ -142,17 +207,24 @@ def markdown(results: dict) -> str:
             lines.append(f"| {i + 1} | {loss:.2f} | {anchor} | {sec:.1f} |")
         lines += ["", f"Mean {pt['mean_seconds_per_epoch']:.1f} s per training epoch.  Command: "
                       f"`{pt['command']}`", ""]
-    iw = results.get("iwae-paper")
-    if iw:
-        lines += ["**iwae-paper** shortened to a time budget (dynamic binarization; test NLL by importance "
+    table = results.get("table")
+    if table:
+        lines += ["**The IWAE paper's table in a budget** (full MNIST, dynamic binarization, the paper's optimizer "
+                  "and schedule cut to the same CPU-time budget per row, one BLAS thread; test NLL by importance "
                   "sampling)", "",
-                  "| budget | epochs reached | training time | test NLL (k) | test ELBO | active units | paper (3280 "
-                  "epochs) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-                  f"| {iw['budget_minutes']:g} min | {iw['epochs_reached']} | {iw['train_minutes']:.1f} min | "
-                  f"{iw['test_nll']:.2f} +- {iw['test_nll_stderr']:.2f} (k={iw['k']}, {iw['n_test']} images) | "
-                  f"{-iw['test_elbo']:.2f} | {iw['active_units']} | {IWAE_ANCHOR} |", "",
-                  f"Mean {iw['mean_seconds_per_epoch']:.1f} s per training epoch; the NLL evaluation took "
-                  f"{iw['eval_minutes']:.1f} min.  Command: `{iw['command']}`", ""]
+                  "| model | budget (CPU) | epochs reached | test NLL +- s.e. | test -ELBO | active units | "
+                  "paper (3280 epochs) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for row in table.values():
+            au = str(row["active_units"]) + (f" + {row['active_units_z2']}" if row.get("active_units_z2") is not None
+                                             else "")
+            paper = f"{row['paper_nll']:.2f}" if row.get("paper_nll") else "-"
+            lines.append(f"| {row['label']} | {row['budget_cpu_minutes']:g} min | {row['epochs_reached']} | "
+                         f"{row['test_nll']:.2f} +- {row['test_nll_stderr']:.2f} | {-row['test_elbo']:.2f} | {au} | "
+                         f"{paper} |")
+        first = next(iter(table.values()))
+        lines += ["", f"k = {first['k']} importance samples on {first['n_test']} test images.  Commands:", ""]
+        lines += [f"- {row['label']}: `{row['command']}`" for row in table.values()]
+        lines.append("")
     return "\n".join(lines)
 
 

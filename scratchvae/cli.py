@@ -59,6 +59,9 @@ def _add_train(sub):
     g.add_argument("--dtype", choices=["float32", "float64"], help="floating type (default float32)")
     g.add_argument("--time-budget", type=float, metavar="MIN",
                    help="stop after the last epoch that fits in MIN minutes (training + evaluation)")
+    g.add_argument("--budget-clock", choices=["wall", "cpu"],
+                   help="what --time-budget counts: wall-clock (default) or this process's CPU time (fair "
+                        "between runs on a shared machine)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
     g.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
     g.add_argument("--no-validate", action="store_true",
@@ -89,6 +92,9 @@ def _add_train(sub):
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, nargs="+", metavar="H", help="hidden layer sizes (default 400)")
     g.add_argument("--latent", type=int, dest="latent_dim", metavar="D", help="latent dimensions (default 20)")
+    g.add_argument("--hidden2", type=int, nargs="+", metavar="H", help="hidden sizes of the z1 <-> z2 networks")
+    g.add_argument("--latent2", type=int, dest="latent_dim2", metavar="D",
+                   help="dimensions of a second stochastic layer z2 (default 0: one layer)")
     g.add_argument("--activation", choices=["relu", "tanh", "softplus", "leaky_relu", "sigmoid"],
                    help="hidden activation (default relu)")
     g.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help="p(x|z) (default bernoulli)")
@@ -108,7 +114,13 @@ def _add_train(sub):
                    help="raise the KL weight linearly from 0 to beta over E epochs (default 0: off)")
     g.add_argument("--free-bits", type=float, metavar="NATS",
                    help="free bits: no KL pressure on a latent dim whose batch-mean KL is below NATS")
-    g.add_argument("--n-samples", type=int, metavar="S", help="z samples per image in the training ELBO (default 1)")
+    g.add_argument("--objective", choices=["elbo", "iwae"],
+                   help="the bound training maximizes: elbo (default) or iwae (IWAE_k, k = --k)")
+    g.add_argument("--k", "--n-samples", type=int, dest="n_samples", metavar="K",
+                   help="z samples per image: averaged in the ELBO, importance-weighted in IWAE_k (default 1)")
+    g.add_argument("--grad-estimator", choices=["pathwise", "stl", "dreg"],
+                   help="gradient estimator: pathwise (default), stl (sticking the landing), dreg (IWAE only); "
+                        "docs/math.md#gradient-estimators-for-the-elbo-and-iwae")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="epochs to train (default 10)")
@@ -217,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 # commands
 
 _TRAIN_KEYS = ["seed", "backend", "dtype", "time_budget", "eval_every", "data", "data_dir", "binarize",
-               "bernoulli_on_grey", "validation", "n_train", "n_test", "hidden", "latent_dim", "activation",
+               "bernoulli_on_grey", "validation", "n_train", "n_test", "hidden", "latent_dim", "hidden2", "latent_dim2",
+               "activation", "objective", "grad_estimator", "budget_clock",
                "likelihood", "gaussian_scale", "fixed_scale", "encoder_head", "init", "output_bias", "beta",
                "warmup_epochs", "free_bits", "n_samples", "epochs", "batch_size", "optimizer", "lr", "adam_eps",
                "weight_decay", "momentum", "schedule", "step_size", "gamma", "clip_grad", "loss_reduction",

@@ -33,7 +33,7 @@ def _params(run_dir):
 def _metrics(run_dir):
     rows = [json.loads(s) for s in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     for r in rows:  # wall-clock times differ between runs; everything else must not
-        for k in ("train_seconds", "eval_seconds", "elapsed_seconds"):
+        for k in ("train_seconds", "eval_seconds", "elapsed_seconds", "cpu_seconds"):
             r.pop(k)
     return rows
 

@@ -188,7 +188,7 @@ class Trainer:
         while s.epoch < c.epochs:
             e = s.epoch
             self.bar = _Bar(e, c.epochs, len(s.loader), s.loader.position) if self.progress else None
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             try:
                 finished = train_epoch(s, self.data, c, self._after_step)
             finally:
@@ -204,7 +204,8 @@ class Trainer:
             row = finish_epoch(s, self.data, c)
             t_eval = time.perf_counter() - t0
             s.elapsed += t_train + t_eval
-            row.update({"train_seconds": t_train, "eval_seconds": t_eval, "elapsed_seconds": s.elapsed})
+            row.update({"train_seconds": t_train, "eval_seconds": t_eval, "elapsed_seconds": s.elapsed,
+                        "cpu_seconds": time.process_time() - cpu0})
             self.metrics.append(row)
             try:
                 run_folder.append_metrics(self.run_dir, row)
@@ -260,6 +261,9 @@ class Trainer:
 
     def _over_budget(self) -> bool:
         last = self.metrics[-1]
+        if self.config.budget_clock == "cpu":  # CPU seconds: runs sharing a machine are budgeted alike
+            return sum(r.get("cpu_seconds", 0.0) for r in self.metrics) + last["cpu_seconds"] > \
+                self.config.time_budget * 60
         per_epoch = last["train_seconds"] + last["eval_seconds"]
         return self.state.elapsed + per_epoch > self.config.time_budget * 60
 

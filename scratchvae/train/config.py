@@ -44,6 +44,7 @@ _CHOICES = {
     "grad_estimator": ("pathwise", "stl", "dreg"),
     "backend": ("numpy", "cupy", "array_api_strict"),
     "dtype": ("float32", "float64"),
+    "budget_clock": ("wall", "cpu"),
 }
 
 
@@ -93,6 +94,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 1000
     time_budget: float | None = None
+    budget_clock: str = "wall"  # what time_budget counts: "wall" seconds or this process's "cpu" seconds
     figures: bool = True
     keep_checkpoints: int = 2
 

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..autograd import no_grad
 from ..autograd.tensor import tensor as _tensor
 from ..backend import backend_of, get_backend, namespace
 from ..distributions import ValidationError
@@ -43,12 +44,14 @@ def beta_at(config: TrainConfig, progress: float) -> float:
 
 
 def batch_loss(model: VAE, x, config: TrainConfig, beta: float, generator=None):
-    """(loss, ELBO parts) of one batch: loss = -sum_i objective_i ("sum") or its mean ("mean").
+    """(loss, bound parts) of one batch: loss = -sum_i objective_i ("sum") or its mean ("mean").
 
-    objective_i = E_q[log p(x_i|z)] - beta * KL_i (free bits applied), one reparameterized z
-    (``n_samples`` of them averaged) per image (docs/elbo.md#the-elbo).
+    objective_i is the ELBO (``n_samples`` reparameterized draws averaged; beta and free bits
+    applied: docs/elbo.md#the-elbo) or IWAE_k (k = ``n_samples``), with the gradient of
+    ``grad_estimator`` (docs/math.md#gradient-estimators-for-the-elbo-and-iwae).
     """
-    res = model.elbo(x, n_samples=config.n_samples, beta=beta, free_bits=config.free_bits, generator=generator)
+    res = model.training_objective(x, config.objective, config.n_samples, config.grad_estimator, beta=beta,
+                                   free_bits=config.free_bits, generator=generator)
     loss = -F.sum(res.objective) if config.loss_reduction == "sum" else -F.mean(res.objective)
     return loss, res
 
@@ -76,8 +79,11 @@ def train_epoch(s: TrainState, data: Data, config: TrainConfig, after_step=None)
                                        step, e + 1) from err
             # One device -> host copy per step for everything the log needs.
             xp = namespace(loss.data)
-            sums = _to_host(xp.stack([loss.data, xp.sum(res.elbo.data), xp.sum(res.reconstruction.data),
-                                      xp.sum(res.kl.data), xp.sum(res.objective.data)]))
+            parts = [loss.data, xp.sum(res.elbo.data), xp.sum(res.reconstruction.data), xp.sum(res.kl.data),
+                     xp.sum(res.objective.data)]
+            # IWAE_k from the step's own draws where the objective computed the log-weights (IWAE_1 is the ELBO)
+            iwae = res.iwae if res.iwae is not None else res.elbo if config.n_samples == 1 else None
+            sums = _to_host(xp.stack(parts + ([] if iwae is None else [xp.sum(iwae.data)])))
             lv = float(sums[0])
             if not math.isfinite(lv):
                 raise TrainingDiverged(f"training stopped: the loss is {lv} at {where}; this step was not "
@@ -97,6 +103,8 @@ def train_epoch(s: TrainState, data: Data, config: TrainConfig, after_step=None)
         a["rec"] += float(sums[2])
         a["kl"] += float(sums[3])
         a["loss"] += -float(sums[4])
+        if iwae is not None:
+            a["iwae"] = a.get("iwae", 0.0) + float(sums[5])
         a["last_loss"] = lv
         if after_step is not None and after_step(b, x.shape[0]):
             return False
@@ -110,7 +118,9 @@ def finish_epoch(s: TrainState, data: Data, config: TrainConfig) -> dict:
     n = max(a["n"], 1)
     row = {"epoch": e + 1, "step": s.global_step, "lr": float(s.optimizer.param_groups[0]["lr"]),
            "beta": beta_at(c, e + 1), "train_loss": a["loss"] / n, "train_elbo": a["elbo"] / n,
-           "train_rec": a["rec"] / n, "train_kl": a["kl"] / n}
+           "train_rec": a["rec"] / n, "train_kl": a["kl"] / n, "k": c.n_samples}
+    if "iwae" in a:
+        row["train_iwae"] = a["iwae"] / n
     if (e + 1) % c.eval_every == 0 or e + 1 == c.epochs:
         gen = _eval_generator(c.seed, e)
         for name, x in (("val", data.valid), ("test", data.test)):
@@ -119,6 +129,7 @@ def finish_epoch(s: TrainState, data: Data, config: TrainConfig) -> dict:
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     r = elbo_stats(s.model, x, batch_size=c.eval_batch_size, generator=gen, details=False)
+                    iwae = _iwae_mean(s.model, x, c.n_samples, c.eval_batch_size, gen)
             except ValidationError as err:  # a NaN parameter while evaluating: the model has diverged
                 raise TrainingDiverged(f"training stopped: evaluating the {name} ELBO after epoch {e + 1}: {err}",
                                        s.global_step, e + 1) from err
@@ -126,11 +137,21 @@ def finish_epoch(s: TrainState, data: Data, config: TrainConfig) -> dict:
                 raise TrainingDiverged(f"training stopped: the {name} ELBO is {r['elbo']} after epoch {e + 1}",
                                        s.global_step, e + 1)
             row.update({f"{name}_loss": -r["elbo"], f"{name}_elbo": r["elbo"], f"{name}_rec": r["reconstruction"],
-                        f"{name}_kl": r["kl"]})
+                        f"{name}_kl": r["kl"], f"{name}_iwae": iwae})
     if s.scheduler is not None:
         s.scheduler.step()
     s.epoch, s.acc = e + 1, zero_acc()
     return row
+
+
+def _iwae_mean(model, x, k: int, batch_size: int, generator) -> float:
+    """Mean over the images ``x`` (host array) of IWAE_k, batch by batch under no_grad."""
+    total = 0.0
+    with no_grad():
+        for a in range(0, len(x), batch_size):
+            xb = _tensor(get_backend().from_numpy(x[a:a + batch_size]))
+            total += float(_to_host(namespace(xb.data).sum(model.iwae_bound(xb, k, generator=generator).data)))
+    return total / max(len(x), 1)
 
 
 def _eval_generator(seed: int, epoch: int) -> Generator:
