@@ -4,7 +4,8 @@
   not be a bound -- split into the reconstruction term E_q[log p(x|z)] and KL(q(z|x) || p(z));
 * log p(x) estimated by importance sampling with k samples from q(z|x) (k = 5000 as in Burda et
   al. 2016), in chunks so memory stays bounded: log p(x) ~ log (1/k) sum_i p(x, z_i) / q(z_i|x);
-* active units: latent dims whose posterior mean varies over the data, Var_x(E_q[z_j]) > 0.01;
+* active units: latent dims whose posterior mean varies over the data, Var_x(E_q[z_j]) > 0.01 (for
+  two stochastic layers, of z1 and of z2, with q(z2|z1) at z1 = the mean of q(z1|x), as the paper does);
 * the KL of each latent dimension, averaged over the images.
 
 Everything is computed per batch on the model's backend; only per-image numbers come back to the host.
@@ -21,6 +22,7 @@ import numpy as np
 from .autograd import as_tensor, no_grad
 from .backend import backend_of, to_numpy
 from .elbo import elbo as _elbo
+from .models.two_layer_vae import TwoLayerVAE
 
 __all__ = ["ACTIVE_UNIT_THRESHOLD", "elbo_stats", "evaluate", "format_table", "log_likelihood_stats", "write_json"]
 
@@ -53,14 +55,16 @@ def elbo_stats(model, x: np.ndarray, batch_size: int = 1000, generator=None, n_s
 
     One z ~ q(z|x) per image (``n_samples`` averages more); never the posterior mean in place of a
     sample.  With ``details``: the KL per latent dim (mean over images), the variance over images
-    of the posterior mean per dim, and the number of active units.
+    of the posterior mean per dim, and the number of active units.  A :class:`TwoLayerVAE` computes its
+    own (sampled) ELBO, and adds ``active_units_z2`` and ``posterior_mean_variance_z2``.
     """
     n = len(x)
     if n == 0:
         raise ValueError("evaluate: no images to evaluate on")
     sums = np.zeros(3)
     sq = 0.0
-    kl_dims, means = [], []
+    kl_dims, means, means2 = [], [], []
+    two_layers = isinstance(model, TwoLayerVAE)
     bar = _bar(n, "ELBO", progress)
     like = next(iter(model.parameters()), None)  # host batches go to the parameters' backend and dtype
     with no_grad():
@@ -73,7 +77,10 @@ def elbo_stats(model, x: np.ndarray, batch_size: int = 1000, generator=None, n_s
                 _seen["q"] = q
                 return q
 
-            r = _elbo(xb, encode, model.decode, model.prior, n_samples=n_samples, generator=generator)
+            if two_layers:
+                r = model.elbo(xb, n_samples=n_samples, generator=generator)
+            else:
+                r = _elbo(xb, encode, model.decode, model.prior, n_samples=n_samples, generator=generator)
             e = to_numpy(r.elbo).astype(np.float64)
             sums += [e.sum(), float(to_numpy(r.reconstruction).astype(np.float64).sum()),
                      float(to_numpy(r.kl).astype(np.float64).sum())]
@@ -81,7 +88,11 @@ def elbo_stats(model, x: np.ndarray, batch_size: int = 1000, generator=None, n_s
             if details:
                 if r.kl_per_dim is not None:
                     kl_dims.append(to_numpy(r.kl_per_dim).astype(np.float64).sum(axis=0))
-                mu = to_numpy(seen["q"].mean).astype(np.float64)
+                if two_layers:
+                    mu, mu2 = (to_numpy(m).astype(np.float64) for m in model.layer_means(xb))
+                    means2.append(mu2)
+                else:
+                    mu = to_numpy(seen["q"].mean).astype(np.float64)
                 means.append(mu.reshape(len(mu), -1))
             if bar is not None:
                 bar.update(b - a)
@@ -95,6 +106,10 @@ def elbo_stats(model, x: np.ndarray, batch_size: int = 1000, generator=None, n_s
         out["posterior_mean_variance"] = var.tolist()
         out["active_units"] = int((var > ACTIVE_UNIT_THRESHOLD).sum())
         out["kl_per_dim"] = (np.sum(kl_dims, axis=0) / n).tolist() if kl_dims else None
+        if two_layers:
+            var2 = np.concatenate(means2).var(axis=0)
+            out["posterior_mean_variance_z2"] = var2.tolist()
+            out["active_units_z2"] = int((var2 > ACTIVE_UNIT_THRESHOLD).sum())
     return out
 
 
@@ -140,6 +155,8 @@ def evaluate(model, x: np.ndarray, *, k: int = 5000, batch_size: int = 1000, gen
     out = elbo_stats(model, x, batch_size=batch_size, generator=generator, details=True, progress=progress)
     out["loss"] = -out["elbo"]
     out["latent_dim"] = int(model.latent_dim)
+    if isinstance(model, TwoLayerVAE):
+        out["latent_dim2"] = int(model.latent_dim2)
     out["elbo_seconds"] = time.perf_counter() - t0
     if k and k > 0:
         t1 = time.perf_counter()
@@ -160,7 +177,10 @@ def format_table(r: dict, title: str | None = None) -> str:
         rows.append(("NLL = -log p(x)", f"{r['nll']:.2f}"))
         rows.append(("effective sample size (mean / min)", f"{r['ess_mean']:.1f} / {r['ess_min']:.1f}"))
     rows.append((f"active units (Var of posterior mean > {ACTIVE_UNIT_THRESHOLD})",
-                 f"{r['active_units']} of {r['latent_dim']}"))
+                 f"{r['active_units']} of {r['latent_dim']}" + (" (z1)" if "active_units_z2" in r else "")))
+    if "active_units_z2" in r:
+        rows.append(("active units of z2 (at z1 = the posterior mean)",
+                     f"{r['active_units_z2']} of {r['latent_dim2']}"))
     kl = r.get("kl_per_dim")
     if kl:
         order = np.argsort(kl)[::-1]

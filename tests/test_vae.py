@@ -257,7 +257,7 @@ def test_presets_build_the_published_setups():
     assert opt.param_groups[0]["eps"] == 1e-4
     # command-line style overrides win over the preset
     assert make_config("iwae-paper", epochs=5, hidden=[10]).model["hidden"] == [10]
-    assert set(PRESETS) == {"pytorch-example", "iwae-paper"}
+    assert set(PRESETS) == {"pytorch-example", "iwae-paper", "iwae-paper-2layer"}
 
 
 # --------------------------------------------------------------------------------------------------

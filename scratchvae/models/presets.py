@@ -12,6 +12,10 @@ A preset is a plain dict of training-config fields (``scratchvae.train.TrainConf
   training pixel means, dynamic binarization, 59,600 / 400 train / validation split, Adam
   (0.9, 0.999, eps 1e-4), batch 20 summed, learning rate 1e-3 * 10^(-i/7) for 3^i epochs,
   i = 0..7 (3280 epochs).  Test NLL (k = 5000) 86.76 nats.
+* ``iwae-paper-2layer`` -- the same paper's two stochastic layers (``scratchvae.models.TwoLayerVAE``),
+  everything else as ``iwae-paper``: 784-200-200-100 (z1) -100-100-50 (z2), tanh, every Gaussian
+  layer std = exp(linear), Glorot-uniform weights.  Test NLL (k = 5000): VAE k = 1 85.33 nats;
+  trained as IWAE (``objective="iwae"``), k = 5 83.89 and k = 50 82.90.
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ PRESETS: dict = {
         "loss_reduction": "sum",          # the paper's code sums the bound over the minibatch
         "drop_last": False,
         "beta": 1.0, "warmup_epochs": 0, "free_bits": 0.0, "n_samples": 1,
+    },
+}
+# The two-layer preset differs from the one-layer one in the model only.
+PRESETS["iwae-paper-2layer"] = {
+    **copy.deepcopy(PRESETS["iwae-paper"]),
+    "model": {
+        "hidden": [200, 200], "latent_dim": 100, "hidden2": [100, 100], "latent_dim2": 50, "activation": "tanh",
+        "likelihood": "bernoulli", "encoder_head": "exp", "init": "glorot",
     },
 }
 

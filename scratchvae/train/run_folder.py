@@ -34,7 +34,7 @@ from .. import checkpoint as ckpt
 from .._fileio import remove_stale_temporaries as _remove_stale
 from .._fileio import write_text_atomic
 from ..backend import get_backend, set_backend, set_default_dtype
-from ..models.vae import VAE
+from ..models.build import model_from_config
 from .config import TrainConfig
 from .state import TrainState
 
@@ -390,7 +390,7 @@ def load_run(path, backend: str | None = None, dtype: str | None = None):
     config = TrainConfig.from_dict(meta["train_config"])
     set_backend(backend or config.backend)
     set_default_dtype(dtype or config.dtype)
-    model = VAE.from_config(meta["model_config"], validate_args=None if config.validate_args else False,
+    model = model_from_config(meta["model_config"], validate_args=None if config.validate_args else False,
                             dtype=dtype or config.dtype, backend=get_backend())
     model.load_state_dict(state["model"])
     return model, config, meta

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..backend import dtype_name, get_backend, get_default_dtype
 from ..data import DataLoader
+from ..models.two_layer_vae import TwoLayerVAE
 from ..models.vae import VAE
 from ..optim import SGD, Adam, AdamW, IWAESchedule, StepLR
 from ..random import Generator
@@ -46,12 +47,14 @@ class HostNoise:
         return self.rng
 
 
-def build_model(config: TrainConfig, data: Data | None = None, generator=None) -> VAE:
+def build_model(config: TrainConfig, data: Data | None = None, generator=None) -> VAE | TwoLayerVAE:
+    """The config's model: a :class:`VAE`, or a :class:`TwoLayerVAE` when ``latent_dim2`` > 0."""
     m = dict(config.model)
-    if m.pop("latent_dim2", 0):
-        raise NotImplementedError("two stochastic layers are not built yet")
-    m.pop("hidden2", None)
-    model = VAE.mlp(input_dim=784, **m, allow_grey=config.grey_bernoulli and config.bernoulli_on_grey,
+    if not m.get("latent_dim2"):
+        m.pop("latent_dim2", None)
+        m.pop("hidden2", None)
+    cls = TwoLayerVAE if "latent_dim2" in m else VAE
+    model = cls.mlp(input_dim=784, **m, allow_grey=config.grey_bernoulli and config.bernoulli_on_grey,
                     validate_args=None if config.validate_args else False,
                     dtype=config.dtype, backend=get_backend(), generator=generator)
     if config.output_bias == "pixel_means" and data is not None:
