@@ -5,9 +5,10 @@ from .activation import Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .linear import Linear
 from .mlp import MLP
 from .module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
+from .torch_state import load_torch_state_dict, torch_state_dict
 
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "IncompatibleKeys",
     "Linear", "MLP", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softplus",
-    "functional", "init",
+    "functional", "init", "load_torch_state_dict", "torch_state_dict",
 ]
