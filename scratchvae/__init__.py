@@ -24,11 +24,14 @@ from .profiler import profile
 from .random import Generator, manual_seed
 from .autograd.grad import grad, value_and_grad
 from .save_image import save_image
+from . import cuda
+from .devices import device
 from .creation import ones, ones_like, rand, rand_like, randn, randn_like, zeros, zeros_like
 from .functional import (
     abs, amax, amin, cat, clip, exp, expm1, log, log1p, logsumexp, matmul, maximum, mean, minimum, relu, sigmoid,
     softplus, sqrt, square, stack, sum, tanh, where,
 )
+from .functional import clamp, eq, ge, gt, le, lt, max, min, ne, pow
 
 from . import fast  # noqa: E402,I001  (last: registers the fast layer against the core it replaces)
 
@@ -46,4 +49,5 @@ __all__ = [
     "randn", "rand", "zeros", "ones", "randn_like", "rand_like", "zeros_like", "ones_like",
     "abs", "amax", "amin", "cat", "clip", "exp", "expm1", "log", "log1p", "logsumexp", "matmul", "maximum",
     "mean", "minimum", "relu", "sigmoid", "softplus", "sqrt", "square", "stack", "sum", "tanh", "where",
+    "cuda", "device", "clamp", "eq", "ge", "gt", "le", "lt", "max", "min", "ne", "pow",
 ]

@@ -112,9 +112,19 @@ def mean(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
     return Mean(*_axes(axis, keepdims, dim, keepdim))(x)
 
 
+def _is_other(a) -> bool:
+    """``max(x, other)``: a Tensor or an array (of at least one dimension) where an axis would be."""
+    return isinstance(a, Tensor) or getattr(a, "ndim", 0) > 0
+
+
 def max(x, axis=None, keepdims=False, *, dim=None) -> Tensor:
     """The largest values over ``axis``.  (PyTorch's ``max(dim=)`` also returns the indices: for the
-    values alone, as here, it has ``amax``.)"""
+    values alone, as here, it has ``amax``.)  ``max(a, b)`` with a Tensor or array ``b`` is the
+    elementwise :func:`maximum`, as ``torch.max(input, other)`` is."""
+    if _is_other(axis):
+        from .select import maximum
+
+        return maximum(x, axis)
     if dim is not None:
         raise TypeError("max(dim=) in PyTorch returns (values, indices); for the values use amax(x, dim=) "
                         "or max(x, axis=)")
@@ -123,6 +133,11 @@ def max(x, axis=None, keepdims=False, *, dim=None) -> Tensor:
 
 def min(x, axis=None, keepdims=False, *, dim=None) -> Tensor:
     from .arithmetic import neg
+
+    if _is_other(axis):
+        from .select import minimum
+
+        return minimum(x, axis)
 
     if dim is not None:
         raise TypeError("min(dim=) in PyTorch returns (values, indices); for the values use amin(x, dim=) "

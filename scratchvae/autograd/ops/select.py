@@ -1,4 +1,4 @@
-"""Ops that choose between values: where, clip, maximum, minimum."""
+"""Ops that choose between values: where, clip (clamp), maximum, minimum."""
 
 from __future__ import annotations
 
@@ -88,13 +88,29 @@ def clip(x, min=None, max=None) -> Tensor:
     return Clip(min, max)(x)
 
 
+clamp = clip  # PyTorch's name: torch.clamp(x, min=, max=)
+
+
+def _plain(a, b, name: str, logical: str):
+    """maximum / minimum of plain arrays; of boolean masks, their logical or / and."""
+    xp = namespace(a)
+    if a.dtype == xp.bool:
+        return getattr(xp, logical)(a, b)
+    return getattr(xp, name)(a, b)
+
+
 def maximum(a, b) -> Tensor:
+    """max(a, b) elementwise; of two plain arrays (masks from ``le``/``gt``, say) a plain array."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor) and hasattr(a, "shape"):
+        return _plain(a, b, "maximum", "logical_or")
     if not isinstance(a, Tensor):
         a = constant(a, b)
     return Maximum()(a, constant(b, a))
 
 
 def minimum(a, b) -> Tensor:
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor) and hasattr(a, "shape"):
+        return _plain(a, b, "minimum", "logical_and")
     if not isinstance(a, Tensor):
         a = constant(a, b)
     return Minimum()(a, constant(b, a))
