@@ -35,6 +35,8 @@ EXAMPLES = {
     "03": {"args": ["--tiny"], "files": ["03_elbo_gap.txt"], "figures": ["03_elbo_gap.png"]},
     "04": {"args": ["--tiny"], "files": ["04_gmm_em.txt"], "figures": ["04_gmm_em.png"]},
     "05": {"args": ["--tiny"], "files": ["05_gradient_variance.txt"], "figures": ["05_gradient_variance.png"]},
+    "06": {"args": ["--epochs", "1"], "files": ["06_pytorch_style_vae.txt"],
+           "figures": ["reconstruction_1.png", "sample_1.png"]},
     "07": {"args": ["--tiny"], "files": ["07_estimator_snr.txt"], "figures": ["07_estimator_snr.png"]},
 }
 
