@@ -86,3 +86,11 @@ def test_device_names_are_checked_and_taken_by_to(bk):
     assert isinstance(y.data, np.ndarray) and y.numpy().tolist() == [1.0, 2.0]
     m = sv.nn.Linear(2, 3).to(cpu)
     assert isinstance(m.weight.data, np.ndarray)
+
+
+def test_a_0d_tensor_takes_a_format_spec_as_in_pytorch(bk):
+    loss = sv.sum(bk.tensor(np.array([1.25, 2.0], np.float32)))
+    assert f"{loss:.3f}" == "3.250" and f"{loss:8}" == f"{3.25:8}"
+    with pytest.raises(TypeError):
+        f"{bk.tensor(np.ones(2)):.3f}"
+    assert f"{bk.tensor(np.ones(2))}" == str(bk.tensor(np.ones(2)))

@@ -77,6 +77,12 @@ class Tensor:
     def is_leaf(self):
         return self._ctx is None
 
+    def __format__(self, spec):
+        """``f"{loss:.4f}"`` formats a 0-d tensor's value, as in PyTorch; other tensors only with an empty spec."""
+        if self.data.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __len__(self):
         return self.data.shape[0]
 
