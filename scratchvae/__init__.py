@@ -31,7 +31,7 @@ from .functional import (
     abs, amax, amin, cat, clip, exp, expm1, log, log1p, logsumexp, matmul, maximum, mean, minimum, relu, sigmoid,
     softplus, sqrt, square, stack, sum, tanh, where,
 )
-from .functional import clamp, eq, ge, gt, le, lt, max, min, ne, pow
+from .functional import clamp, eq, ge, gt, le, logaddexp, lt, max, min, ne, pow
 
 from . import fast  # noqa: E402,I001  (last: registers the fast layer against the core it replaces)
 
@@ -50,4 +50,5 @@ __all__ = [
     "abs", "amax", "amin", "cat", "clip", "exp", "expm1", "log", "log1p", "logsumexp", "matmul", "maximum",
     "mean", "minimum", "relu", "sigmoid", "softplus", "sqrt", "square", "stack", "sum", "tanh", "where",
     "cuda", "device", "clamp", "eq", "ge", "gt", "le", "lt", "max", "min", "ne", "pow",
+    "logaddexp",
 ]

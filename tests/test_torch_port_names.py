@@ -94,3 +94,14 @@ def test_a_0d_tensor_takes_a_format_spec_as_in_pytorch(bk):
     with pytest.raises(TypeError):
         f"{bk.tensor(np.ones(2)):.3f}"
     assert f"{bk.tensor(np.ones(2))}" == str(bk.tensor(np.ones(2)))
+
+
+def test_logaddexp_matches_numpy_without_overflow(bk, float64):
+    rng = np.random.default_rng(0)
+    a_np, b_np = rng.normal(size=(3, 4)) * 5, rng.normal(size=(3, 4)) * 5
+    a, b = bk.tensor(a_np, requires_grad=True), bk.tensor(b_np, requires_grad=True)
+    np.testing.assert_allclose(bk.numpy(sv.logaddexp(a, b)), np.logaddexp(a_np, b_np), rtol=1e-12)
+    np.testing.assert_allclose(bk.numpy(sv.logaddexp(0, a)), np.logaddexp(0, a_np), rtol=1e-12)
+    big = bk.tensor(np.array([1000.0, -1000.0]))
+    np.testing.assert_allclose(bk.numpy(sv.logaddexp(big, 0.0)), [1000.0, 0.0], atol=1e-12)
+    sv.gradcheck(lambda s, t: sv.logaddexp(s, t), [a, b])

@@ -7,7 +7,7 @@ from .elementwise import (
 )
 from .linalg import cholesky, diagonal, logdet_spd, matmul, solve, solve_triangular, tril
 from .reduce import amax, amin, logsumexp, max, mean, min, sum
-from .select import clamp, clip, maximum, minimum, where
+from .select import clamp, clip, logaddexp, maximum, minimum, where
 from .compare import eq, ge, gt, le, lt, ne
 from .composites import LOG_2PI, bernoulli_log_prob, normal_kl_standard, normal_log_density, reparameterize
 from .shape import (
@@ -22,7 +22,7 @@ __all__ = [
     "LOG_2PI", "bernoulli_log_prob", "normal_kl_standard", "reparameterize", "normal_log_density",
     "matmul", "cholesky", "solve", "solve_triangular", "diagonal", "tril", "logdet_spd",
     "sum", "mean", "max", "min", "amax", "amin", "logsumexp",
-    "where", "clip", "clamp", "maximum", "minimum",
+    "where", "clip", "clamp", "maximum", "minimum", "logaddexp",
     "le", "lt", "ge", "gt", "eq", "ne",
     "reshape", "transpose", "permute", "broadcast_to", "getitem", "concatenate", "concat", "cat", "stack",
     "expand_dims", "unsqueeze", "squeeze", "flatten",

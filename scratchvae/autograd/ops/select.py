@@ -1,4 +1,4 @@
-"""Ops that choose between values: where, clip (clamp), maximum, minimum."""
+"""Ops that choose between values: where, clip (clamp), maximum, minimum, and the smooth maximum logaddexp."""
 
 from __future__ import annotations
 
@@ -114,3 +114,15 @@ def minimum(a, b) -> Tensor:
     if not isinstance(a, Tensor):
         a = constant(a, b)
     return Minimum()(a, constant(b, a))
+
+
+def logaddexp(a, b) -> Tensor:
+    """log(exp(a) + exp(b)) elementwise (torch.logaddexp, np.logaddexp), without overflow:
+    max(a, b) + log1p(exp(-|a - b|)); either side may be a number."""
+    from .arithmetic import add, neg, sub
+    from .elementwise import abs, exp, log1p
+
+    if not isinstance(a, Tensor):
+        a = constant(a, b)
+    b = constant(b, a)
+    return add(maximum(a, b), log1p(exp(neg(abs(sub(a, b))))))
