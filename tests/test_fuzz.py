@@ -1289,7 +1289,10 @@ def test_op_table_is_complete():
     # the class behind NF.leaky_relu; a constant; the losses, compositions of fuzzed ops checked
     # against their formulas in tests/test_torch_names.py
     LEFT_OUT = {"LeakyReLUFunction", "LOG_2PI", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-                "gaussian_nll_loss", "log_softmax", "mse_loss", "softmax"}
+                "gaussian_nll_loss", "log_softmax", "mse_loss", "softmax",
+                # PyTorch's names: clamp is clip (fuzzed); the comparisons give plain masks, no graph;
+                # logaddexp composes fuzzed ops -- all checked in tests/test_torch_port_names.py
+                "clamp", "eq", "ge", "gt", "le", "lt", "ne", "logaddexp"}
     missing = sorted(set(F.__all__) - reached - LEFT_OUT) + sorted(set(NF.__all__) - nf_reached - LEFT_OUT)
     assert not missing, f"ops missing from the fuzzer's table: {missing}"
 
