@@ -30,17 +30,13 @@ from ..elbo import log_likelihood as importance_log_likelihood
 from ..estimators import GRAD_ESTIMATORS, OBJECTIVES, elbo_terms
 from ..estimators import training_objective as one_latent_training_objective
 from ..nn import MLP, Identity, Linear, Module
-from ..nn.activation import ACTIVATIONS
+from .options import check_mlp_options
 from .vae import (
-    ENCODER_HEADS,
-    INITS,
-    LIKELIHOODS,
     VAE,
     BernoulliLikelihood,
     GaussianEncoder,
     GaussianLikelihood,
     StandardNormalPrior,
-    _choice,
     _glorot,
 )
 
@@ -164,16 +160,9 @@ class TwoLayerVAE(Module):
         """
         hidden, hidden2 = [int(h) for h in hidden], [int(h) for h in hidden2]
         input_dim, latent_dim, latent_dim2 = int(input_dim), int(latent_dim), int(latent_dim2)
-        if min(input_dim, latent_dim, latent_dim2, *hidden, *hidden2) < 1:
-            raise ValueError(f"TwoLayerVAE.mlp: sizes must be positive, got input_dim={input_dim}, hidden={hidden}, "
-                             f"latent_dim={latent_dim}, hidden2={hidden2}, latent_dim2={latent_dim2}")
-        if activation.lower() not in ACTIVATIONS:
-            raise ValueError(f"TwoLayerVAE.mlp: unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)}")
-        _choice(likelihood, LIKELIHOODS, "likelihood")
-        _choice(encoder_head, ENCODER_HEADS, "encoder head")
-        _choice(init, INITS, "init")
-        if allow_grey and likelihood != "bernoulli":
-            raise ValueError("TwoLayerVAE.mlp: allow_grey only applies to the bernoulli likelihood")
+        check_mlp_options("TwoLayerVAE.mlp", {"input_dim": input_dim, "hidden": hidden, "latent_dim": latent_dim,
+                                              "hidden2": hidden2, "latent_dim2": latent_dim2},
+                          activation, likelihood, encoder_head, init, allow_grey)
         be = resolve_backend(backend)
         dtype = dtype_name(dtype or get_default_dtype())
         kw = {"dtype": dtype, "backend": be, "generator": generator}

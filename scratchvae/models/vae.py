@@ -42,7 +42,7 @@ from ..elbo import log_likelihood as _log_likelihood
 from ..estimators import iwae_objective as _iwae_objective
 from ..estimators import training_objective as _training_objective
 from ..nn import MLP, Identity, Linear, Module, Parameter, init
-from ..nn.activation import ACTIVATIONS
+from .options import ENCODER_HEADS, GAUSSIAN_SCALES, INITS, LIKELIHOODS, check_mlp_options, choice
 
 __all__ = [
     "ENCODER_HEADS",
@@ -56,19 +56,9 @@ __all__ = [
     "StandardNormalPrior",
 ]
 
-ENCODER_HEADS = ("log_var", "exp", "softplus")
-LIKELIHOODS = ("bernoulli", "gaussian")
-GAUSSIAN_SCALES = ("fixed", "learned", "per_pixel")
-INITS = ("pytorch", "glorot")
 # Output-bias initialisation clips the pixel means to this range before the logit, as the IWAE
 # paper's code does: a pixel that is always 0 would otherwise get a bias of -inf.
 _BIAS_CLIP = (1e-3, 1.0 - 1e-3)
-
-
-def _choice(value, choices, what):
-    if value not in choices:
-        raise ValueError(f"VAE: unknown {what} {value!r}; use one of {', '.join(choices)}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,7 +75,7 @@ class GaussianEncoder(Module):
     def __init__(self, body: Module, features: int, latent_dim: int, head: str = "log_var", *,
                  min_scale: float = 1e-5, validate_args=None, dtype=None, backend=None, generator=None):
         super().__init__()
-        self.head = _choice(head, ENCODER_HEADS, "encoder head")
+        self.head = choice(head, ENCODER_HEADS, "encoder head")
         self.body = body
         self.mean_head = Linear(features, latent_dim, dtype=dtype, backend=backend, generator=generator)
         self.scale_head = Linear(features, latent_dim, dtype=dtype, backend=backend, generator=generator)
@@ -159,7 +149,7 @@ class GaussianLikelihood(Module):
     def __init__(self, scale: str = "learned", fixed_scale: float = 0.1, min_scale: float = DEFAULT_MIN_SCALE,
                  validate_args=None, *, dtype=None, backend=None):
         super().__init__()
-        self.scale = _choice(scale, GAUSSIAN_SCALES, "gaussian scale")
+        self.scale = choice(scale, GAUSSIAN_SCALES, "gaussian scale")
         if scale == "fixed" and not fixed_scale > 0:
             raise ValueError(f"GaussianLikelihood: fixed_scale must be > 0, got {fixed_scale}")
         self.fixed_scale = float(fixed_scale)
@@ -292,16 +282,8 @@ class VAE(Module):
         """
         hidden = [int(h) for h in hidden]
         input_dim, latent_dim = int(input_dim), int(latent_dim)
-        if input_dim < 1 or latent_dim < 1 or any(h < 1 for h in hidden):
-            raise ValueError(f"VAE.mlp: sizes must be positive, got input_dim={input_dim}, hidden={hidden}, "
-                             f"latent_dim={latent_dim}")
-        if activation.lower() not in ACTIVATIONS:
-            raise ValueError(f"VAE.mlp: unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)}")
-        _choice(likelihood, LIKELIHOODS, "likelihood")
-        _choice(encoder_head, ENCODER_HEADS, "encoder head")
-        _choice(init, INITS, "init")
-        if allow_grey and likelihood != "bernoulli":
-            raise ValueError("VAE.mlp: allow_grey only applies to the bernoulli likelihood")
+        check_mlp_options("VAE.mlp", {"input_dim": input_dim, "hidden": hidden, "latent_dim": latent_dim},
+                          activation, likelihood, encoder_head, init, allow_grey)
         be = resolve_backend(backend)
         dtype = dtype_name(dtype or get_default_dtype())
         kw = {"dtype": dtype, "backend": be, "generator": generator}
