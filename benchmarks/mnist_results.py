@@ -11,8 +11,11 @@
 
    rows: vae-k1, vae-k5, iwae-k5, iwae-k5-dreg (one stochastic layer), vae2-k1, iwae2-k5 (two).
 
-Each row writes its own run folder and ``OUT/ROW/row.json``; ``OUT/results.md`` (the table, rebuilt
-from every finished row) and ``OUT/curves.png`` (test -IWAE_k per epoch against CPU minutes).
+Each row writes its own run folder, ``OUT/ROW/row.json`` and ``OUT/ROW/test_log_px.npy`` (the
+per-image log p(x)); ``OUT/results.md`` (the table, rebuilt from every finished row, and the paired
+differences between rows, whose standard errors are far smaller than the rows' own because every row
+is evaluated on the same images with the same noise seed) and ``OUT/curves.png`` (test -IWAE_k per
+epoch against CPU minutes).
 
     python benchmarks/mnist_results.py --blas-threads 1                       # everything, one after another
     python benchmarks/mnist_results.py --only table --rows vae-k1,iwae-k5 --blas-threads 1   # some rows
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
             os.environ[var] = str(args.blas_threads)
     sys.path.insert(0, str(ROOT))
     # NumPy (and with it BLAS) is imported only now, after the thread settings.
-    import numpy as np  # noqa: F401
+    import numpy as np
 
     from scratchvae.evaluate import evaluate
     from scratchvae.random import Generator
@@ -136,7 +139,11 @@ def main(argv=None) -> int:
             m = r.metrics
             x, _ = load_test_data(load_config(out / name), "mnist", n_test=args.n_test or 10**9)
             t0 = time.perf_counter()
-            ev = evaluate(r.model, x, k=args.k, generator=Generator(0), progress=not args.no_progress)
+            ev = evaluate(r.model, x, k=args.k, generator=Generator(0), progress=not args.no_progress,
+                          per_image=True)
+            # Every row is evaluated on the same images with the same noise seed, so the per-image
+            # estimates make paired comparisons (PAIRS) far sharper than the rows' own standard errors.
+            np.save(out / name / "test_log_px.npy", ev.pop("log_px_images"))
             row = {"name": name, "label": label, "preset": preset, "overrides": over,
                    "command": f"scratchvae train --preset {preset} --data-dir DIR "
                               + " ".join(f"--{k.replace('_', '-') if k != 'n_samples' else 'k'} {v}"
@@ -159,10 +166,32 @@ def main(argv=None) -> int:
         results["table"] = {n: json.loads((out / n / "row.json").read_text()) for n in ROWS
                             if (out / n / "row.json").is_file()}
         results["table_k_curve_n_test"] = args.curve_n_test
+        results["pairs"] = paired_differences(out, results["table"])
         _write(out, results)
         _curves(out, results["table"])
     print((out / "results.md").read_text())
     return 0
+
+
+# (a, b): the paper's claim is NLL(a) < NLL(b).
+PAIRS = [("iwae-k5", "vae-k5"), ("iwae-k5-dreg", "iwae-k5"), ("vae-k5", "vae-k1"), ("vae2-k1", "vae-k1"),
+         ("iwae2-k5", "iwae-k5")]
+
+
+def paired_differences(out: Path, table: dict) -> list:
+    """NLL(a) - NLL(b) over the same test images, mean +- the standard error of the per-image differences."""
+    import numpy as np
+    pairs = []
+    for a, b in PAIRS:
+        fa, fb = out / a / "test_log_px.npy", out / b / "test_log_px.npy"
+        if a not in table or b not in table or not (fa.is_file() and fb.is_file()):
+            continue
+        d = np.load(fb) - np.load(fa)  # -log p_a(x) - (-log p_b(x)), image by image
+        pa, pb = table[a].get("paper_nll"), table[b].get("paper_nll")
+        pairs.append({"a": a, "b": b, "label_a": table[a]["label"], "label_b": table[b]["label"],
+                      "n": int(d.size), "diff": float(d.mean()), "stderr": float(d.std() / np.sqrt(d.size)),
+                      "paper_diff": (pa - pb) if pa and pb else None})
+    return pairs
 
 
 def _curves(out: Path, table: dict) -> None:
@@ -224,6 +253,16 @@ def markdown(results: dict) -> str:
         first = next(iter(table.values()))
         lines += ["", f"k = {first['k']} importance samples on {first['n_test']} test images.  Commands:", ""]
         lines += [f"- {row['label']}: `{row['command']}`" for row in table.values()]
+        lines.append("")
+    pairs = results.get("pairs")
+    if pairs:
+        lines += ["**Paired differences** (the same test images and noise seed for every row; the standard "
+                  "error is that of the per-image differences, so it is much smaller than the rows' own)", "",
+                  "| comparison | NLL(a) - NLL(b) +- s.e. | z | paper |", "| --- | ---: | ---: | ---: |"]
+        for p in pairs:
+            paper = f"{p['paper_diff']:+.2f}" if p.get("paper_diff") is not None else "-"
+            lines.append(f"| a = {p['label_a']}, b = {p['label_b']} | {p['diff']:+.2f} +- {p['stderr']:.2f} | "
+                         f"{p['diff'] / p['stderr']:+.1f} | {paper} |")
         lines.append("")
     return "\n".join(lines)
 

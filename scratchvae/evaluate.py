@@ -114,12 +114,15 @@ def elbo_stats(model, x: np.ndarray, batch_size: int = 1000, generator=None, n_s
 
 
 def log_likelihood_stats(model, x: np.ndarray, k: int = 5000, batch_size: int | None = None,
-                         chunk: int | None = None, generator=None, progress: bool = False) -> dict:
+                         chunk: int | None = None, generator=None, progress: bool = False,
+                         per_image: bool = False) -> dict:
     """Importance-sampled log p(x) with ``k`` samples per image, mean over the images (nats).
 
     The estimate is a stochastic lower bound in expectation (Jensen), tight as k grows; the effective
     sample size (ESS, between 1 and k) says how much the weights trust q(z|x): an ESS near 1 means one
-    sample dominated and the estimate is unreliable for that image.
+    sample dominated and the estimate is unreliable for that image.  ``per_image=True`` adds the
+    per-image estimates as ``log_px_images`` (a float64 NumPy array), so that two models evaluated on
+    the same images can be compared pairwise, with the much smaller standard error of the differences.
     """
     k = int(k)
     if k < 1:
@@ -143,14 +146,20 @@ def log_likelihood_stats(model, x: np.ndarray, k: int = 5000, batch_size: int | 
     if bar is not None:
         bar.close()
     lp, es = np.concatenate(log_px), np.concatenate(ess)
-    return {"k": k, "log_px": float(lp.mean()), "nll": float(-lp.mean()),
-            "nll_stderr": float(lp.std() / math.sqrt(len(lp))), "ess_mean": float(es.mean()),
-            "ess_min": float(es.min())}
+    out = {"k": k, "log_px": float(lp.mean()), "nll": float(-lp.mean()),
+           "nll_stderr": float(lp.std() / math.sqrt(len(lp))), "ess_mean": float(es.mean()),
+           "ess_min": float(es.min())}
+    if per_image:
+        out["log_px_images"] = lp
+    return out
 
 
 def evaluate(model, x: np.ndarray, *, k: int = 5000, batch_size: int = 1000, generator=None,
-             progress: bool = False) -> dict:
-    """ELBO parts, active units, per-dim KL and (for k > 0) the importance-sampled log p(x), as a dict."""
+             progress: bool = False, per_image: bool = False) -> dict:
+    """ELBO parts, active units, per-dim KL and (for k > 0) the importance-sampled log p(x), as a dict.
+
+    ``per_image=True`` adds ``log_px_images``, the per-image log p(x) (see ``log_likelihood_stats``).
+    """
     t0 = time.perf_counter()
     out = elbo_stats(model, x, batch_size=batch_size, generator=generator, details=True, progress=progress)
     out["loss"] = -out["elbo"]
@@ -160,7 +169,8 @@ def evaluate(model, x: np.ndarray, *, k: int = 5000, batch_size: int = 1000, gen
     out["elbo_seconds"] = time.perf_counter() - t0
     if k and k > 0:
         t1 = time.perf_counter()
-        out.update(log_likelihood_stats(model, x, k=k, generator=generator, progress=progress))
+        out.update(log_likelihood_stats(model, x, k=k, generator=generator, progress=progress,
+                                        per_image=per_image))
         out["log_px_seconds"] = time.perf_counter() - t1
     return out
 

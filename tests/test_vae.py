@@ -302,6 +302,11 @@ def test_evaluation_recovers_exact_log_px_with_the_exact_posterior(float64):
     ll = log_likelihood_stats(model, x, k=50, chunk=7, generator=sv.Generator(0))
     np.testing.assert_allclose(ll["log_px"], exact, rtol=1e-10)
     np.testing.assert_allclose(ll["ess_mean"], 50, rtol=1e-8)
+    assert "log_px_images" not in ll
+    # per image, for paired comparisons of models: each image's estimate is its own exact log p(x)
+    per = log_likelihood_stats(model, x, k=50, chunk=7, generator=sv.Generator(0), per_image=True)
+    np.testing.assert_allclose(per["log_px_images"], _exact_log_px(x, b, cov), rtol=1e-10)
+    assert per["log_px_images"].mean() == per["log_px"]
     # the ELBO (analytic KL, sampled reconstruction) is tight in expectation: log p(x) = ELBO when
     # q is the posterior; averaged over many z it agrees to Monte-Carlo precision
     st = elbo_stats(model, x, batch_size=16, n_samples=4000, generator=sv.Generator(0))
