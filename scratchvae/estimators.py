@@ -27,7 +27,11 @@ OBJECTIVES = ("elbo", "iwae")
 
 def detach_parameters(q: Distribution) -> Distribution:
     """The same distribution with its parameters cut from the graph: log q_stop(z) still depends on z
-    (so on the encoder through the reparameterized z) but not directly on the encoder's outputs."""
+    (so on the encoder through the reparameterized z) but not directly on the encoder's outputs.
+    A distribution of another kind may say how, with a ``with_detached_parameters()`` method."""
+    own = getattr(q, "with_detached_parameters", None)
+    if own is not None:
+        return own()
     if isinstance(q, Independent):
         return Independent(detach_parameters(q.base_dist), q.reinterpreted_batch_ndims)
     if isinstance(q, Normal):
@@ -35,7 +39,7 @@ def detach_parameters(q: Distribution) -> Distribution:
     if isinstance(q, MultivariateNormal):
         return MultivariateNormal(q.loc.detach(), scale_tril=q.scale_tril.detach(), validate_args=False)
     raise TypeError(f"stl and dreg need q's density with detached parameters; {type(q).__name__} is not one of "
-                    "Normal, Independent(Normal), MultivariateNormal")
+                    "Normal, Independent(Normal), MultivariateNormal, and has no with_detached_parameters()")
 
 
 def _check(grad_estimator: str, allowed=GRAD_ESTIMATORS) -> None:

@@ -27,9 +27,9 @@ from ..elbo import ELBO
 from ..elbo import elbo as elbo_bound
 from ..elbo import iwae_bound as iwae
 from ..elbo import log_likelihood as importance_log_likelihood
-from ..estimators import GRAD_ESTIMATORS, OBJECTIVES, elbo_terms
+from ..estimators import GRAD_ESTIMATORS, OBJECTIVES, detach_parameters, elbo_terms
 from ..estimators import training_objective as one_latent_training_objective
-from ..nn import MLP, Identity, Linear, Module
+from ..nn import MLP, Identity, Linear, Module, functional_call
 from .options import check_mlp_options
 from .vae import (
     VAE,
@@ -40,7 +40,7 @@ from .vae import (
     _glorot,
 )
 
-__all__ = ["HierarchicalPosterior", "HierarchicalPrior", "TwoLayerVAE"]
+__all__ = ["DetachedHierarchicalPosterior", "HierarchicalPosterior", "HierarchicalPrior", "TwoLayerVAE"]
 
 
 def _flat(t: Tensor, event: int):
@@ -95,10 +95,36 @@ class HierarchicalPosterior(Distribution):
             q2 = self.encoder_z2(f1)
         return self.q1.log_prob(z1) + _unflat(q2.log_prob(_flat(z2, self.d2)[0]), lead)
 
+    def with_detached_parameters(self) -> DetachedHierarchicalPosterior:
+        """The density of q with phi cut from the graph but z, z1 included, kept live (STL, DReG)."""
+        return DetachedHierarchicalPosterior(self)
+
     @property
     def mean(self) -> Tensor:
         raise NotImplementedError("the mean of q(z1, z2 | x) has no closed form; use TwoLayerVAE.layer_means "
                                   "(q(z1|x).mean and q(z2|z1).mean at z1 = that mean)")
+
+
+class DetachedHierarchicalPosterior(Distribution):
+    """log q(z1|x) + log q(z2|z1) with every parameter of q detached, for STL and DReG.
+
+    The value z = concat(z1, z2) keeps its path to phi, and so does z1 where it is the point at which
+    q(z2|z1) is evaluated: only the direct dependence of log q on phi, the score term, is dropped.
+    So q(z2|z1) is recomputed from z's own z1 by ``encoder_z2`` run with detached parameters
+    (:func:`scratchvae.nn.functional_call`), never taken from the draw.
+    """
+
+    def __init__(self, q: HierarchicalPosterior):
+        self.q1, self.encoder_z2 = detach_parameters(q.q1), q.encoder_z2
+        self.d1, self.d2 = q.d1, q.d2
+        super().__init__(q.batch_shape, q.event_shape, validate_args=False)
+
+    def log_prob(self, value) -> Tensor:
+        z1, z2 = _split(value, self.d1)
+        f1, lead = _flat(z1, self.d1)
+        frozen = {name: p.detach() for name, p in self.encoder_z2.named_parameters()}
+        q2 = functional_call(self.encoder_z2, frozen, (f1,))  # depends on z1, not on phi
+        return self.q1.log_prob(z1) + _unflat(q2.log_prob(_flat(z2, self.d2)[0]), lead)
 
 
 class HierarchicalPrior(Distribution):
@@ -287,21 +313,16 @@ class TwoLayerVAE(Module):
         """What training maximizes ("elbo": mean_i log w_i, "iwae": log (1/k) sum_i w_i over k draws) and,
         from the same draws, ``elbo``, ``reconstruction``, ``kl`` (sampled) and ``iwae``.
 
-        Only the pathwise gradient: STL and DReG need q's parameters detached in log q(z1|x) and
-        log q(z2|z1) while z2 still depends on them through z1 -> q(z2|z1), which is not built.  The
-        ELBO with beta != 1 is :meth:`elbo` (its ``iwae`` is None)."""
+        Every estimator of :func:`scratchvae.estimators.training_objective`: for STL and DReG, log q
+        is :class:`DetachedHierarchicalPosterior`'s.  The pathwise ELBO has no analytic KL here, so it
+        is mean_i log w_i from the same draws; with beta != 1 it is :meth:`elbo` (its ``iwae`` is None)."""
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if grad_estimator not in GRAD_ESTIMATORS:
             raise ValueError(f"grad_estimator must be one of {GRAD_ESTIMATORS}, got {grad_estimator!r}")
-        if grad_estimator != "pathwise":
-            raise NotImplementedError(
-                f"TwoLayerVAE: grad_estimator {grad_estimator!r} is not implemented for two stochastic layers (it "
-                "needs log q(z1|x) and log q(z2|z1) with detached parameters while the draw z2 keeps its path "
-                "through z1 -> q(z2|z1)); use grad_estimator='pathwise'")
         x = self._as_input(x)
-        if objective == "iwae":
-            return one_latent_training_objective(x, *self._bounds(), "iwae", k, "pathwise", beta, free_bits,
+        if objective == "iwae" or grad_estimator != "pathwise":
+            return one_latent_training_objective(x, *self._bounds(), objective, k, grad_estimator, beta, free_bits,
                                                  generator)
         if beta != 1.0 or free_bits != 0:
             return self.elbo(x, n_samples=k, beta=beta, free_bits=free_bits, generator=generator)

@@ -2,6 +2,7 @@
 
 from . import functional, init
 from .activation import Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .functional_call import functional_call
 from .linear import Linear
 from .mlp import MLP
 from .module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
@@ -10,5 +11,5 @@ from .torch_state import load_torch_state_dict, torch_state_dict
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "IncompatibleKeys",
     "Linear", "MLP", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softplus",
-    "functional", "init", "load_torch_state_dict", "torch_state_dict",
+    "functional", "functional_call", "init", "load_torch_state_dict", "torch_state_dict",
 ]
